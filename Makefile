@@ -1,0 +1,33 @@
+# Two targets do all the set-up on a fresh clone (see README):
+#   make demo   -> virtual env + install + PIs of the built-in example
+#   make test   -> virtual env + install + the test suite
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of PyTorch; on a GPU machine override, e.g. TORCH_SPEC="torch==2.13.0"
+# with your CUDA index.  Installed first so that `torch>=2.1` below is already met.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.topokd-installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/topokd demo --output demo_pis.npz --force
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_tda.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

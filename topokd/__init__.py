@@ -1,0 +1,33 @@
+"""topokd: topological features (persistence diagrams and images) and
+topology-guided knowledge distillation."""
+
+from .tda import (
+    PRESETS,
+    ImagePersistenceImages,
+    PersistenceImage,
+    SignalPersistenceImages,
+    cubical_diagrams,
+    flatten_image,
+    get_preset,
+    image_pis,
+    list_presets,
+    signal_pis,
+    sublevel_diagrams,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "ImagePersistenceImages",
+    "PersistenceImage",
+    "SignalPersistenceImages",
+    "__version__",
+    "cubical_diagrams",
+    "flatten_image",
+    "get_preset",
+    "image_pis",
+    "list_presets",
+    "signal_pis",
+    "sublevel_diagrams",
+]

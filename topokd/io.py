@@ -1,0 +1,178 @@
+"""Array files that stream: read ``.npy``/``.npz`` in row chunks, write ``.npz``
+chunk by chunk, atomically.
+
+Nothing here unpickles: object arrays are refused on read, and metadata is
+stored as a JSON string in a plain unicode array.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class NpyStream:
+    """Sequential row reader for one ``.npy`` member of an ``.npz`` archive.
+
+    Supports ``shape``, ``dtype``, ``ndim``, ``size`` and slicing ``[lo:hi]``
+    along axis 0 with non-decreasing, contiguous slices (what chunked
+    pipelines do).  Compressed members are decompressed on the fly, so memory
+    stays at one chunk.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str):
+        self._zip = zipfile.ZipFile(path)
+        self._fh = self._zip.open(key + ".npy")
+        version = np.lib.format.read_magic(self._fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._fh)
+        if dtype.hasobject:
+            raise TypeError(f"{path}:{key} holds Python objects; topokd never unpickles, save a numeric array")
+        if fortran and len(shape) > 1:
+            raise ValueError(f"{path}:{key} is Fortran-ordered; re-save it with np.ascontiguousarray")
+        self.shape = tuple(shape)
+        self.dtype = dtype
+        self.ndim = len(shape)
+        self.size = int(np.prod(shape))
+        self._row_bytes = int(np.prod(shape[1:])) * dtype.itemsize if shape else dtype.itemsize
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, item):
+        if not isinstance(item, slice) or item.step not in (None, 1):
+            raise TypeError("NpyStream supports only contiguous row slices [lo:hi]")
+        lo, hi, _ = item.indices(self.shape[0])
+        if lo != self._pos:
+            raise ValueError(f"NpyStream reads sequentially: next row is {self._pos}, asked for {lo}")
+        n = max(hi - lo, 0)
+        buf = self._fh.read(n * self._row_bytes)
+        if len(buf) != n * self._row_bytes:
+            raise ValueError("the .npz member ended early: the file is truncated or corrupt")
+        self._pos = hi
+        return np.frombuffer(buf, dtype=self.dtype).reshape((n, *self.shape[1:]))
+
+    def close(self) -> None:
+        self._fh.close()
+        self._zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_array(path: str | os.PathLike, key: str | None = None):
+    """Open ``path`` for chunked reading without loading it.
+
+    ``.npy``: a read-only memory map.  ``.npz``: an :class:`NpyStream` on
+    member ``key`` (default: the only member).  Never unpickles.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"cannot read {path} as a numeric .npy array: {err}") from None
+    if suffix == ".npz":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
+        except zipfile.BadZipFile:
+            raise ValueError(f"{path} is not a valid .npz archive") from None
+        if key is None:
+            if len(names) != 1:
+                raise ValueError(f"{path} holds {len(names)} arrays {names}; choose one with --key")
+            key = names[0]
+        elif key not in names:
+            raise ValueError(f"{path} has no array {key!r}; it holds {names}")
+        return NpyStream(path, key)
+    raise ValueError(f"unsupported input {path}: expected a .npy or .npz file")
+
+
+class NpzChunkWriter:
+    """Write one large array into an ``.npz`` chunk by chunk, plus JSON metadata.
+
+    The archive is written to a temporary file beside ``path`` and renamed
+    over it only by :meth:`commit`; on error (or without commit) the temporary
+    file is removed, so ``path`` is never left half-written.  An existing
+    ``path`` is refused unless ``overwrite``.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str, shape, dtype, *, overwrite: bool = False,
+                 compress: bool = False):
+        self.path = Path(path)
+        if self.path.suffix.lower() != ".npz":
+            raise ValueError(f"output must end in .npz, got {self.path}")
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} already exists; pass --force (overwrite=True) to replace it")
+        if not self.path.parent.exists():
+            raise FileNotFoundError(f"output directory {self.path.parent} does not exist")
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        self._zip = zipfile.ZipFile(self._tmp, "w", compression=mode, allowZip64=True)
+        self._fh = self._zip.open(key + ".npy", "w", force_zip64=True)
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        np.lib.format.write_array_header_2_0(self._fh, header)
+        self._rows = 0
+        self._done = False
+
+    def write(self, chunk: np.ndarray) -> None:
+        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        if chunk.shape[1:] != self.shape[1:] or self._rows + len(chunk) > self.shape[0]:
+            raise ValueError(f"chunk of shape {chunk.shape} does not fit the declared shape {self.shape}")
+        self._fh.write(chunk.tobytes())
+        self._rows += len(chunk)
+
+    def commit(self, metadata: dict | None = None) -> Path:
+        if self._rows != self.shape[0]:
+            raise ValueError(f"only {self._rows} of {self.shape[0]} rows were written")
+        self._fh.close()
+        meta = {"format_version": FORMAT_VERSION, **(metadata or {})}
+        with self._zip.open("meta.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.array(json.dumps(meta, sort_keys=True)), allow_pickle=False)
+        self._zip.close()
+        os.replace(self._tmp, self.path)
+        self._done = True
+        return self.path
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        try:
+            self._fh.close()
+            self._zip.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+            self._done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None or not self._done:
+            self.abort()
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The JSON metadata stored by :class:`NpzChunkWriter`."""
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(str(data["meta"]))

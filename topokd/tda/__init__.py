@@ -1,0 +1,20 @@
+"""Topological data analysis: diagrams, persistence images, presets, pipelines."""
+
+from .diagrams import cubical_diagrams, flatten_image, sublevel_diagrams
+from .images import PersistenceImage
+from .pipeline import ImagePersistenceImages, SignalPersistenceImages, image_pis, signal_pis
+from .presets import PRESETS, get_preset, list_presets
+
+__all__ = [
+    "PRESETS",
+    "ImagePersistenceImages",
+    "PersistenceImage",
+    "SignalPersistenceImages",
+    "cubical_diagrams",
+    "flatten_image",
+    "get_preset",
+    "image_pis",
+    "list_presets",
+    "signal_pis",
+    "sublevel_diagrams",
+]

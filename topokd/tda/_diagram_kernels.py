@@ -1,0 +1,208 @@
+"""Numba kernels for sublevel-set persistence (H0 on paths, H0/H1 on pixel grids).
+
+Every batched kernel writes into a padded buffer ``pairs[s, :counts[s]]`` so the
+caller never compacts ragged arrays; the image kernels read the same layout.
+Pairs with ``death - birth <= min_persistence`` are dropped inside the kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _path_h0(x, min_persistence, keep_essential, out):
+    """H0 of the lower-star filtration of a path graph with vertex values ``x``.
+
+    Writes finite (birth, death) pairs into ``out`` and returns their number.
+    Components on a path are intervals, so instead of a union-find we keep, for
+    each interval end, the index of its other end and the interval's birth.
+    Only local extrema of the plateau-collapsed signal can create or merge
+    components, so the sort runs on those alone.
+    """
+    n = x.shape[0]
+    # 1. collapse plateaus, keep endpoints and strict local extrema
+    ext = np.empty(n, np.float64)
+    m = 0
+    for i in range(n):
+        v = x[i]
+        if m > 0 and v == ext[m - 1]:
+            continue
+        if m >= 2 and (ext[m - 1] - ext[m - 2]) * (v - ext[m - 1]) > 0.0:
+            ext[m - 1] = v  # previous point was on a monotone run: replace it
+        else:
+            ext[m] = v
+            m += 1
+    e = ext[:m]
+    order = np.argsort(e, kind="mergesort")
+    other = np.full(m, -1, np.int64)
+    birth = np.empty(m, np.float64)
+    k = 0
+    for t in range(m):
+        i = order[t]
+        v = e[i]
+        left = i > 0 and other[i - 1] >= 0
+        right = i < m - 1 and other[i + 1] >= 0
+        if left and right:
+            lo = other[i - 1]
+            hi = other[i + 1]
+            bl = birth[lo]
+            br = birth[hi]
+            young = max(bl, br)
+            if v - young > min_persistence:
+                out[k, 0] = young
+                out[k, 1] = v
+                k += 1
+            b = min(bl, br)
+            other[lo] = hi
+            other[hi] = lo
+            birth[lo] = b
+            birth[hi] = b
+            other[i] = lo  # interior point: only needs to look active
+        elif left:
+            lo = other[i - 1]
+            other[lo] = i
+            other[i] = lo
+            birth[i] = birth[lo]
+        elif right:
+            hi = other[i + 1]
+            other[hi] = i
+            other[i] = hi
+            birth[i] = birth[hi]
+        else:
+            other[i] = i
+            birth[i] = v
+    if keep_essential and m > 0:
+        lo_v = e[order[0]]
+        hi_v = e[order[m - 1]]
+        if hi_v - lo_v > min_persistence:
+            out[k, 0] = lo_v
+            out[k, 1] = hi_v
+            k += 1
+    return k
+
+
+@njit(parallel=True, cache=True)
+def path_h0_batch(signals, min_persistence, keep_essential, pairs, counts):
+    """Run :func:`_path_h0` on each row of ``signals`` (S, T) in parallel."""
+    for s in prange(signals.shape[0]):
+        counts[s] = _path_h0(signals[s], min_persistence, keep_essential, pairs[s])
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, i):
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _grid_h0(img, min_persistence, keep_essential, out):
+    """H0 of the T-construction sublevel filtration (8-connected pixels)."""
+    h, w = img.shape
+    n = h * w
+    flat = img.ravel()
+    order = np.argsort(flat, kind="mergesort")
+    parent = np.full(n, -1, np.int64)
+    birth = np.empty(n, np.float64)
+    k = 0
+    for t in range(n):
+        p = order[t]
+        v = flat[p]
+        parent[p] = p
+        birth[p] = v
+        r, c = p // w, p % w
+        for dr in range(-1, 2):
+            rr = r + dr
+            if rr < 0 or rr >= h:
+                continue
+            for dc in range(-1, 2):
+                cc = c + dc
+                if (dr == 0 and dc == 0) or cc < 0 or cc >= w:
+                    continue
+                q = rr * w + cc
+                if parent[q] < 0:
+                    continue
+                a = _find(parent, p)
+                b = _find(parent, q)
+                if a == b:
+                    continue
+                if birth[a] > birth[b]:  # a is younger and dies
+                    a, b = b, a
+                if v - birth[b] > min_persistence:
+                    out[k, 0] = birth[b]
+                    out[k, 1] = v
+                    k += 1
+                parent[b] = a
+    if keep_essential and n > 0:
+        lo_v = flat[order[0]]
+        hi_v = flat[order[n - 1]]
+        if hi_v - lo_v > min_persistence:
+            out[k, 0] = lo_v
+            out[k, 1] = hi_v
+            k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _grid_h1(img, min_persistence, out):
+    """H1 of the T-construction sublevel filtration, by Alexander duality.
+
+    A hole of the sublevel set ``{img <= t}`` (closed pixels, 8-connected) is a
+    bounded 4-connected component of ``{img > t}``.  Sweeping ``t`` downwards,
+    such a component is born at its maximum and dies when it merges into an
+    older one; the unbounded outside (border pixels touch it) is the oldest of
+    all.  The dying component gives the H1 pair (merge value, its maximum).
+    """
+    h, w = img.shape
+    n = h * w
+    outside = n
+    flat = img.ravel()
+    order = np.argsort(flat, kind="mergesort")
+    parent = np.full(n + 1, -1, np.int64)
+    parent[outside] = outside
+    birth = np.empty(n + 1, np.float64)
+    birth[outside] = np.inf
+    k = 0
+    for t in range(n - 1, -1, -1):
+        p = order[t]
+        v = flat[p]
+        parent[p] = p
+        birth[p] = v
+        r, c = p // w, p % w
+        for j in range(5):
+            if j == 0:
+                if r == 0 or r == h - 1 or c == 0 or c == w - 1:
+                    q = outside
+                else:
+                    continue
+            else:
+                rr = r + (-1 if j == 1 else (1 if j == 2 else 0))
+                cc = c + (-1 if j == 3 else (1 if j == 4 else 0))
+                if rr < 0 or rr >= h or cc < 0 or cc >= w:
+                    continue
+                q = rr * w + cc
+                if parent[q] < 0:
+                    continue
+            a = _find(parent, p)
+            b = _find(parent, q)
+            if a == b:
+                continue
+            if birth[a] < birth[b]:  # a is younger (lower maximum) and dies
+                a, b = b, a
+            if birth[b] - v > min_persistence:
+                out[k, 0] = v
+                out[k, 1] = birth[b]
+                k += 1
+            parent[b] = a
+    return k
+
+
+@njit(parallel=True, cache=True)
+def grid_batch(images, min_persistence, keep_essential, h0, h0_counts, h1, h1_counts):
+    """H0 and H1 of each image in ``images`` (S, H, W), in parallel."""
+    for s in prange(images.shape[0]):
+        h0_counts[s] = _grid_h0(images[s], min_persistence, keep_essential, h0[s])
+        h1_counts[s] = _grid_h1(images[s], min_persistence, h1[s])

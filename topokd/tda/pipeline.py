@@ -1,0 +1,242 @@
+"""Raw arrays -> persistence images, batched and chunked.
+
+``signal_pis``: ``(N, T, C)`` windows -> ``(N, C, R, R)``.
+``image_pis``: ``(N, C, H, W)`` images -> ``(N, C, R, R)`` (flatten) or
+``(N, C, 2, R, R)`` (cubical; index 0 is H0, 1 is H1).
+
+Work is done ``chunk_size`` samples at a time, so memory stays bounded and
+``out`` may be a memory map that streams to disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .._validation import check_choice, check_layout, check_nonnegative
+from .diagrams import grid_pairs, path_pairs
+from .images import PersistenceImage
+from .presets import IMAGE_KEYS, get_preset
+
+SCALES = (None, "standardize", "minmax", "unit")
+MODES = ("flatten", "cubical")
+
+# Target size of the per-chunk diagram buffers; keeps peak memory ~ a few
+# hundred MB whatever N is.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def scale_rows(rows: np.ndarray, scale: str | None) -> np.ndarray:
+    """Scale each row of a (S, L) array in place.
+
+    ``"standardize"``: ``(x - mean) / std``; ``"minmax"``: to ``[-1, 1]``;
+    ``"unit"``: to ``[0, 1]``.  Constant rows become all zeros, never NaN.
+    """
+    if scale is None:
+        return rows
+    if scale == "standardize":
+        centre = rows.mean(axis=1, keepdims=True)
+        spread = rows.std(axis=1, keepdims=True)
+        rows -= centre
+        rows /= np.where(spread > 0, spread, 1.0)
+        return rows
+    lo = rows.min(axis=1, keepdims=True)
+    span = rows.max(axis=1, keepdims=True) - lo
+    rows -= lo
+    rows /= np.where(span > 0, span, 1.0)
+    if scale == "minmax":
+        rows *= 2.0
+        rows -= np.where(span > 0, 1.0, 0.0)
+    return rows
+
+
+class _PersistenceImagesBase:
+    kind = ""
+
+    def __init__(self, preset: str | None = None, **params):
+        self.preset = preset
+        self.params = params
+        config = get_preset(preset, self.kind).resolve(params)
+        check_choice(config["scale"], "scale", SCALES)
+        check_choice(config["order"], "order", ("row", "column"))
+        config["min_persistence"] = check_nonnegative(config["min_persistence"], "min_persistence")
+        if not isinstance(config["keep_essential"], (bool, np.bool_)):
+            raise TypeError(f"keep_essential must be True or False, got {config['keep_essential']!r}")
+        self.config_ = config
+        self.imager_ = PersistenceImage(**{k: config[k] for k in IMAGE_KEYS})
+
+    def fit(self, X=None, y=None):
+        return self
+
+    def fit_transform(self, X, y=None, **kwargs):
+        return self.transform(X, **kwargs)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.imager_.shape
+
+    def _chunks(self, n: int, per_sample_bytes: int, chunk_size: int | None):
+        if chunk_size is None:
+            chunk_size = max(1, _CHUNK_BYTES // max(per_sample_bytes, 1))
+        elif int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        step = int(chunk_size)
+        return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+    def _diagram_options(self):
+        return self.config_["min_persistence"], self.config_["keep_essential"]
+
+    def _path_images(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        rows = scale_rows(rows, self.config_["scale"])
+        pairs, counts = path_pairs(rows, *self._diagram_options())
+        return self.imager_.transform_pairs(pairs, counts, out=out)
+
+
+def _prepare_out(out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype)
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous array (e.g. np.empty or np.lib.format.open_memmap)")
+    return out
+
+
+class SignalPersistenceImages(_PersistenceImagesBase):
+    """Per-channel H0 persistence images of multichannel signal windows.
+
+    ``SignalPersistenceImages(preset=None, **params).transform(X)`` with
+    ``X`` of shape ``(N, T, C)`` returns ``(N, C, *image_shape)``.  The
+    default preset is ``"standard-signal"``; ``params`` override it (see
+    :mod:`topokd.tda.presets` for the keys).
+    """
+
+    kind = "signal"
+
+    def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32,
+                  progress: Callable[[int], None] | None = None, index_offset: int = 0):
+        arr = _array_like(X)
+        hint = "For a single channel use X[..., None]; for one window use X[None]." if arr.ndim == 2 else ""
+        check_layout(arr, "X", 3, "(N, T, C)", hint)
+        n, t, c = arr.shape
+        if t < 2:
+            raise ValueError(
+                f"signals need at least 2 time steps, got T={t} (X has shape {arr.shape}); "
+                "check that X is laid out (N, T, C)"
+            )
+        result = _prepare_out(out, (n, c, *self.image_shape), dtype)
+        per_sample = c * ((t + 1) // 2 + 1) * 16 * 2 + c * t * 8
+        for lo, hi in self._chunks(n, per_sample, chunk_size):
+            block = np.asarray(arr[lo:hi], dtype=np.float64)
+            _check_block(block, lo + index_offset, ("sample", "time step", "channel"))
+            rows = np.ascontiguousarray(block.transpose(0, 2, 1)).reshape((hi - lo) * c, t)
+            self._path_images(rows, _flat_view(result, lo, hi, (hi - lo) * c))
+            if progress is not None:
+                progress(hi - lo)
+        return result
+
+
+class ImagePersistenceImages(_PersistenceImagesBase):
+    """Per-channel persistence images of image batches ``(N, C, H, W)``.
+
+    ``mode="flatten"``: H0 of each channel flattened (``order`` "row" or
+    "column") -> ``(N, C, *image_shape)``.  ``mode="cubical"``: H0 and H1 of
+    the pixel grid (T-construction) -> ``(N, C, 2, *image_shape)``.  The
+    default preset is ``"standard-image"``.
+    """
+
+    kind = "image"
+
+    def __init__(self, mode: str = "flatten", preset: str | None = None, **params):
+        check_choice(mode, "mode", MODES)
+        self.mode = mode
+        super().__init__(preset, **params)
+
+    def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32,
+                  progress: Callable[[int], None] | None = None, index_offset: int = 0):
+        arr = _array_like(X)
+        hint = "For one image use X[None]; for one channel X[:, None]; channel-last data: X.transpose(0, 3, 1, 2)."
+        check_layout(arr, "X", 4, "(N, C, H, W)", hint)
+        n, c, h, w = arr.shape
+        if h * w < 2:
+            raise ValueError(f"images need at least 2 pixels, got H={h}, W={w}")
+        cubical = self.mode == "cubical"
+        extra = (2,) if cubical else ()
+        result = _prepare_out(out, (n, c, *extra, *self.image_shape), dtype)
+        per_sample = c * ((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + c * h * w * 8
+        for lo, hi in self._chunks(n, per_sample, chunk_size):
+            block = np.asarray(arr[lo:hi], dtype=np.float64)
+            _check_block(block, lo + index_offset, ("sample", "channel", "row", "column"))
+            m = (hi - lo) * c
+            if cubical:
+                grids = np.ascontiguousarray(block).reshape(m, h, w)
+                grids = scale_rows(grids.reshape(m, h * w), self.config_["scale"]).reshape(m, h, w)
+                h0, c0, h1, c1 = grid_pairs(grids, *self._diagram_options())
+                images = np.stack([self.imager_.transform_pairs(h0, c0),
+                                   self.imager_.transform_pairs(h1, c1)], axis=1)
+                result[lo:hi] = images.reshape(hi - lo, c, *extra, *self.image_shape)
+            else:
+                if self.config_["order"] == "column":
+                    block = block.transpose(0, 1, 3, 2)
+                self._path_images(np.ascontiguousarray(block).reshape(m, h * w),
+                                  _flat_view(result, lo, hi, m))
+            if progress is not None:
+                progress(hi - lo)
+        return result
+
+
+def _array_like(X):
+    """Arrays, memory maps and chunked readers pass through unread; the rest
+    goes through ``np.asarray``."""
+    if all(hasattr(X, a) for a in ("shape", "dtype", "ndim", "size", "__getitem__")):
+        return X
+    return np.asarray(X)
+
+
+def _flat_view(result: np.ndarray, lo: int, hi: int, m: int) -> np.ndarray:
+    """``result[lo:hi]`` seen as ``(m, *image_shape)`` without a copy."""
+    block = result[lo:hi]
+    view = block.reshape(m, *block.shape[-2:])
+    if not np.shares_memory(view, block):  # pragma: no cover - out was not contiguous
+        raise ValueError("out must be C-contiguous")
+    return view
+
+
+def _check_block(block: np.ndarray, offset: int, axes) -> None:
+    if not np.isfinite(block).all():
+        bad = np.argwhere(~np.isfinite(block))[0]
+        bad[0] += offset
+        where = ", ".join(f"{a} {int(i)}" for a, i in zip(axes, bad))
+        raise ValueError(
+            f"X contains a non-finite value (NaN or inf) at {where}; impute or drop "
+            "that sample before computing persistence"
+        )
+
+
+_RUN_KEYS = ("out", "chunk_size", "dtype", "progress", "index_offset")
+
+
+def signal_pis(X, preset: str | None = None, **params) -> np.ndarray:
+    """Persistence images of signal windows: ``(N, T, C)`` -> ``(N, C, R, R)`` float32.
+
+    ``preset`` names a parameter set (default ``"standard-signal"``);
+    ``params`` override it: ``resolution``, ``birth_range``, ``pers_range``,
+    ``sigma`` (a standard deviation), ``weight``, ``normalize``, ``layout``,
+    ``min_persistence``, ``keep_essential``, ``scale``.  Also accepted:
+    ``out``, ``chunk_size``, ``dtype``, ``progress`` (see
+    :class:`SignalPersistenceImages`).
+    """
+    run = {k: params.pop(k) for k in _RUN_KEYS if k in params}
+    return SignalPersistenceImages(preset, **params).transform(X, **run)
+
+
+def image_pis(X, mode: str = "flatten", preset: str | None = None, **params) -> np.ndarray:
+    """Persistence images of image channels: ``(N, C, H, W)`` -> ``(N, C, R, R)``
+    (``mode="flatten"``) or ``(N, C, 2, R, R)`` (``mode="cubical"``: H0, H1).
+
+    Same ``params`` as :func:`signal_pis`, plus ``order`` ("row" or "column")
+    for the flatten mode.  Default preset ``"standard-image"``.
+    """
+    run = {k: params.pop(k) for k in _RUN_KEYS if k in params}
+    return ImagePersistenceImages(mode, preset, **params).transform(X, **run)
