@@ -130,7 +130,7 @@ class SignalPersistenceImages(_PersistenceImagesBase):
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "time step", "channel"))
-            rows = np.ascontiguousarray(block.transpose(0, 2, 1)).reshape((hi - lo) * c, t)
+            rows = _private(block.transpose(0, 2, 1), (hi - lo) * c, t)
             self._path_images(rows, _flat_view(result, lo, hi, (hi - lo) * c))
             if progress is not None:
                 progress(hi - lo)
@@ -170,8 +170,7 @@ class ImagePersistenceImages(_PersistenceImagesBase):
             _check_block(block, lo + index_offset, ("sample", "channel", "row", "column"))
             m = (hi - lo) * c
             if cubical:
-                grids = np.ascontiguousarray(block).reshape(m, h, w)
-                grids = scale_rows(grids.reshape(m, h * w), self.config_["scale"]).reshape(m, h, w)
+                grids = scale_rows(_private(block, m, h * w), self.config_["scale"]).reshape(m, h, w)
                 h0, c0, h1, c1 = grid_pairs(grids, *self._diagram_options())
                 images = np.stack([self.imager_.transform_pairs(h0, c0),
                                    self.imager_.transform_pairs(h1, c1)], axis=1)
@@ -179,11 +178,20 @@ class ImagePersistenceImages(_PersistenceImagesBase):
             else:
                 if self.config_["order"] == "column":
                     block = block.transpose(0, 1, 3, 2)
-                self._path_images(np.ascontiguousarray(block).reshape(m, h * w),
-                                  _flat_view(result, lo, hi, m))
+                self._path_images(_private(block, m, h * w), _flat_view(result, lo, hi, m))
             if progress is not None:
                 progress(hi - lo)
         return result
+
+
+def _private(block: np.ndarray, *shape: int) -> np.ndarray:
+    """``block`` as a C-contiguous float64 array of ``shape`` that we own:
+    scaling works in place and must never touch the caller's data (or a
+    read-only memory map)."""
+    rows = np.ascontiguousarray(block, dtype=np.float64)
+    if np.shares_memory(rows, block) or not rows.flags.writeable:
+        rows = rows.copy()
+    return rows.reshape(shape)
 
 
 def _array_like(X):
