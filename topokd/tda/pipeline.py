@@ -172,9 +172,8 @@ class ImagePersistenceImages(_PersistenceImagesBase):
             if cubical:
                 grids = scale_rows(_private(block, m, h * w), self.config_["scale"]).reshape(m, h, w)
                 h0, c0, h1, c1 = grid_pairs(grids, *self._diagram_options())
-                images = np.stack([self.imager_.transform_pairs(h0, c0),
-                                   self.imager_.transform_pairs(h1, c1)], axis=1)
-                result[lo:hi] = images.reshape(hi - lo, c, *extra, *self.image_shape)
+                self.imager_.transform_pairs(h0, c0, out=_flat_view(result, lo, hi, m, dim=0))
+                self.imager_.transform_pairs(h1, c1, out=_flat_view(result, lo, hi, m, dim=1))
             else:
                 if self.config_["order"] == "column":
                     block = block.transpose(0, 1, 3, 2)
@@ -202,11 +201,12 @@ def _array_like(X):
     return np.asarray(X)
 
 
-def _flat_view(result: np.ndarray, lo: int, hi: int, m: int) -> np.ndarray:
-    """``result[lo:hi]`` seen as ``(m, *image_shape)`` without a copy."""
-    block = result[lo:hi]
+def _flat_view(result: np.ndarray, lo: int, hi: int, m: int, dim: int | None = None) -> np.ndarray:
+    """``result[lo:hi]`` (its homology dimension ``dim`` for cubical output)
+    seen as ``(m, *image_shape)`` without a copy, so kernels write in place."""
+    block = result[lo:hi] if dim is None else result[lo:hi, :, dim]
     view = block.reshape(m, *block.shape[-2:])
-    if not np.shares_memory(view, block):  # pragma: no cover - out was not contiguous
+    if not np.shares_memory(view, block):  # pragma: no cover - reshape had to copy
         raise ValueError("out must be C-contiguous")
     return view
 
