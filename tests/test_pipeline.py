@@ -109,3 +109,20 @@ def test_inputs_are_never_modified(rng, tmp_path):
     np.save(tmp_path / "x.npy", X)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
     np.testing.assert_array_equal(topokd.signal_pis(mapped), topokd.signal_pis(X))
+
+
+def test_batched_diagrams_equal_single_calls(rng):
+    X = rng.normal(size=(3, 40, 2))
+    dg = topokd.signal_diagrams(X, min_persistence=0.1)
+    for i in range(3):
+        for c in range(2):
+            np.testing.assert_array_equal(dg[i][c], topokd.sublevel_diagrams(X[i, :, c], min_persistence=0.1))
+    images = rng.integers(0, 4, (2, 2, 5, 6)).astype(float)
+    cub = topokd.image_diagrams(images)
+    flat = topokd.image_diagrams(images, mode="flatten", order="column")
+    for i in range(2):
+        for c in range(2):
+            h0, h1 = topokd.cubical_diagrams(images[i, c])
+            np.testing.assert_array_equal(cub[i][c][0], h0)
+            np.testing.assert_array_equal(cub[i][c][1], h1)
+            np.testing.assert_array_equal(flat[i][c], topokd.sublevel_diagrams(images[i, c].ravel(order="F")))

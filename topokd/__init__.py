@@ -9,8 +9,10 @@ from .tda import (
     cubical_diagrams,
     flatten_image,
     get_preset,
+    image_diagrams,
     image_pis,
     list_presets,
+    signal_diagrams,
     signal_pis,
     sublevel_diagrams,
 )
@@ -26,8 +28,10 @@ __all__ = [
     "cubical_diagrams",
     "flatten_image",
     "get_preset",
+    "image_diagrams",
     "image_pis",
     "list_presets",
+    "signal_diagrams",
     "signal_pis",
     "sublevel_diagrams",
 ]

@@ -1,6 +1,6 @@
 """Topological data analysis: diagrams, persistence images, presets, pipelines."""
 
-from .diagrams import cubical_diagrams, flatten_image, sublevel_diagrams
+from .diagrams import cubical_diagrams, flatten_image, image_diagrams, signal_diagrams, sublevel_diagrams
 from .images import PersistenceImage
 from .pipeline import ImagePersistenceImages, SignalPersistenceImages, image_pis, signal_pis
 from .presets import PRESETS, get_preset, list_presets
@@ -13,8 +13,10 @@ __all__ = [
     "cubical_diagrams",
     "flatten_image",
     "get_preset",
+    "image_diagrams",
     "image_pis",
     "list_presets",
+    "signal_diagrams",
     "signal_pis",
     "sublevel_diagrams",
 ]

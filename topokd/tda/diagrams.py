@@ -102,6 +102,48 @@ def cubical_diagrams(img, *, min_persistence: float = 0.0, keep_essential: bool 
     return _sorted_pairs(h0[0, : c0[0]]), _sorted_pairs(h1[0, : c1[0]])
 
 
+def signal_diagrams(X, *, min_persistence: float = 0.0, keep_essential: bool = False) -> list[list[np.ndarray]]:
+    """H0 diagrams of every channel of ``(N, T, C)`` windows, batched.
+
+    Returns ``diagrams[n][c]``, each a ``(k, 2)`` array as from
+    :func:`sublevel_diagrams`.  No scaling is applied.
+    """
+    arr = as_float_array(X, "X", 3, "(N, T, C)", "For a single channel use X[..., None].")
+    check_finite(arr, "X", ("sample", "time step", "channel"))
+    n, t, c = arr.shape
+    if t < 2:
+        raise ValueError(f"signals need at least 2 time steps, got T={t}")
+    mp = check_nonnegative(min_persistence, "min_persistence")
+    rows = np.ascontiguousarray(arr.transpose(0, 2, 1)).reshape(n * c, t)
+    pairs, counts = path_pairs(rows, mp, keep_essential)
+    flat = [_sorted_pairs(pairs[i, : counts[i]]) for i in range(n * c)]
+    return [flat[i * c:(i + 1) * c] for i in range(n)]
+
+
+def image_diagrams(X, mode: str = "cubical", *, order: str = "row", min_persistence: float = 0.0,
+                   keep_essential: bool = False) -> list[list]:
+    """Diagrams of every channel of ``(N, C, H, W)`` images, batched.
+
+    ``mode="cubical"``: ``diagrams[n][c] = (h0, h1)``; ``mode="flatten"``:
+    ``diagrams[n][c] = h0`` of the channel flattened in ``order``.
+    """
+    check_choice(mode, "mode", ("flatten", "cubical"))
+    check_choice(order, "order", ("row", "column"))
+    arr = as_float_array(X, "X", 4, "(N, C, H, W)", "For one image use X[None].")
+    check_finite(arr, "X", ("sample", "channel", "row", "column"))
+    n, c, h, w = arr.shape
+    mp = check_nonnegative(min_persistence, "min_persistence")
+    if mode == "flatten":
+        if order == "column":
+            arr = arr.transpose(0, 1, 3, 2)
+        pairs, counts = path_pairs(np.ascontiguousarray(arr).reshape(n * c, h * w), mp, keep_essential)
+        flat = [_sorted_pairs(pairs[i, : counts[i]]) for i in range(n * c)]
+    else:
+        h0, c0, h1, c1 = grid_pairs(np.ascontiguousarray(arr).reshape(n * c, h, w), mp, keep_essential)
+        flat = [(_sorted_pairs(h0[i, : c0[i]]), _sorted_pairs(h1[i, : c1[i]])) for i in range(n * c)]
+    return [flat[i * c:(i + 1) * c] for i in range(n)]
+
+
 def flatten_image(img, order: str = "row") -> np.ndarray:
     """Flatten a 2-D channel to the 1-D signal used by ``mode="flatten"``.
 
