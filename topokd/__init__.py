@@ -1,6 +1,7 @@
 """topokd: topological features (persistence diagrams and images) and
 topology-guided knowledge distillation."""
 
+from . import data
 from .tda import (
     PRESETS,
     ImagePersistenceImages,
@@ -25,6 +26,7 @@ __all__ = [
     "PersistenceImage",
     "SignalPersistenceImages",
     "__version__",
+    "data",
     "cubical_diagrams",
     "flatten_image",
     "get_preset",

@@ -212,9 +212,9 @@ class PersistenceImage:
         elif out.shape != view.shape:
             raise ValueError(f"out has shape {out.shape}, expected {view.shape}")
         if self.normalize == "max":
+            # Divide, never multiply by 1/peak: a subnormal peak would overflow.
             peak = raw.max(axis=(1, 2))
-            scale = 1.0 / np.where(peak > 0, peak, 1.0)
-            np.multiply(view, scale[:, None, None], out=out)
+            np.divide(view, np.where(peak > 0, peak, 1.0)[:, None, None], out=out)
         else:
             np.copyto(out, view, casting="same_kind")
         return out
@@ -226,7 +226,7 @@ class PersistenceImage:
             return pers
         if self._weight == "linear_max":
             peak = pers.max(axis=1, keepdims=True) if pers.shape[1] else np.ones((len(pers), 1))
-            return pers * (1.0 / np.where(peak > 0, peak, 1.0))
+            return pers / np.where(peak > 0, peak, 1.0)
         w = np.asarray(self._weight(bp[..., 0][valid], bp[..., 1][valid]), dtype=np.float64)
         if w.shape != (int(valid.sum()),) or not np.all(np.isfinite(w)):
             raise ValueError(
