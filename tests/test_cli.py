@@ -96,7 +96,17 @@ def test_missing_and_unsupported_inputs(tmp_path, capsys):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert main(["pi", str(tmp_path / "obj.npy"), "-o", str(tmp_path / "o.npz"), "--kind", "signal"]) == 1
     err = capsys.readouterr().err
-    assert "does not exist" in err and "expected a .npy or .npz" in err and "numeric .npy" in err
+    assert "does not exist" in err and "expected a .npy or .npz" in err and "never unpickles" in err
+
+
+def test_truncated_input_fails_cleanly(rng, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", rng.normal(size=(20, 30, 2)))
+    data = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[: len(data) - 100])
+    out = tmp_path / "o.npz"
+    assert main(["pi", str(tmp_path / "cut.npy"), "-o", str(out), "--kind", "signal", "--quiet", "--chunk-size", "8"]) == 1
+    assert "truncated" in capsys.readouterr().err and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.npy", "x.npy"]
 
 
 def test_presets_command(capsys):

@@ -19,26 +19,38 @@ FORMAT_VERSION = 1
 
 
 class NpyStream:
-    """Sequential row reader for one ``.npy`` member of an ``.npz`` archive.
+    """Sequential row reader for a ``.npy`` file or one member of an ``.npz``.
 
     Supports ``shape``, ``dtype``, ``ndim``, ``size`` and slicing ``[lo:hi]``
-    along axis 0 with non-decreasing, contiguous slices (what chunked
-    pipelines do).  Compressed members are decompressed on the fly, so memory
-    stays at one chunk.
+    along axis 0 with contiguous, consecutive slices (what chunked pipelines
+    do).  Rows are read with plain file reads (compressed ``.npz`` members are
+    decompressed on the fly), so memory stays at one chunk; a memory map would
+    instead keep every page it touched resident.
     """
 
-    def __init__(self, path: str | os.PathLike, key: str):
-        self._zip = zipfile.ZipFile(path)
-        self._fh = self._zip.open(key + ".npy")
-        version = np.lib.format.read_magic(self._fh)
+    def __init__(self, path: str | os.PathLike, key: str | None = None):
+        label = f"{path}:{key}" if key else str(path)
+        self._zip = zipfile.ZipFile(path) if key is not None else None
+        self._fh = self._zip.open(key + ".npy") if key is not None else open(path, "rb")
+        try:
+            self._read_header(label)
+        except Exception:
+            self.close()
+            raise
+
+    def _read_header(self, label: str) -> None:
+        try:
+            version = np.lib.format.read_magic(self._fh)
+        except ValueError as err:
+            raise ValueError(f"cannot read {label} as a .npy array: {err}") from None
         if version == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(self._fh)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(self._fh)
         if dtype.hasobject:
-            raise TypeError(f"{path}:{key} holds Python objects; topokd never unpickles, save a numeric array")
+            raise TypeError(f"{label} holds Python objects; topokd never unpickles, save a numeric array")
         if fortran and len(shape) > 1:
-            raise ValueError(f"{path}:{key} is Fortran-ordered; re-save it with np.ascontiguousarray")
+            raise ValueError(f"{label} is Fortran-ordered; re-save it with np.ascontiguousarray")
         self.shape = tuple(shape)
         self.dtype = dtype
         self.ndim = len(shape)
@@ -58,13 +70,14 @@ class NpyStream:
         n = max(hi - lo, 0)
         buf = self._fh.read(n * self._row_bytes)
         if len(buf) != n * self._row_bytes:
-            raise ValueError("the .npz member ended early: the file is truncated or corrupt")
+            raise ValueError("the array data ended early: the file is truncated or corrupt")
         self._pos = hi
         return np.frombuffer(buf, dtype=self.dtype).reshape((n, *self.shape[1:]))
 
     def close(self) -> None:
         self._fh.close()
-        self._zip.close()
+        if self._zip is not None:
+            self._zip.close()
 
     def __enter__(self):
         return self
@@ -74,20 +87,17 @@ class NpyStream:
 
 
 def open_array(path: str | os.PathLike, key: str | None = None):
-    """Open ``path`` for chunked reading without loading it.
+    """Open ``path`` for chunked, sequential reading without loading it.
 
-    ``.npy``: a read-only memory map.  ``.npz``: an :class:`NpyStream` on
-    member ``key`` (default: the only member).  Never unpickles.
+    Returns an :class:`NpyStream` on a ``.npy`` file or on member ``key`` of
+    an ``.npz`` (default: its only member).  Never unpickles.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"cannot read {path} as a numeric .npy array: {err}") from None
+        return NpyStream(path)
     if suffix == ".npz":
         try:
             with zipfile.ZipFile(path) as zf:

@@ -76,7 +76,14 @@ class _PersistenceImagesBase:
     def image_shape(self) -> tuple[int, int]:
         return self.imager_.shape
 
+    @property
+    def _image_bytes(self) -> int:
+        """float64 working buffer of one image (the kernel's output)."""
+        return int(np.prod(self.image_shape)) * 8
+
     def _chunks(self, n: int, per_sample_bytes: int, chunk_size: int | None):
+        """Sample ranges of ``chunk_size`` (default: ~``_CHUNK_BYTES`` of
+        per-chunk buffers, estimated from ``per_sample_bytes``)."""
         if chunk_size is None:
             chunk_size = max(1, _CHUNK_BYTES // max(per_sample_bytes, 1))
         elif int(chunk_size) < 1:
@@ -126,7 +133,7 @@ class SignalPersistenceImages(_PersistenceImagesBase):
                 "check that X is laid out (N, T, C)"
             )
         result = _prepare_out(out, (n, c, *self.image_shape), dtype)
-        per_sample = c * ((t + 1) // 2 + 1) * 16 * 2 + c * t * 8
+        per_sample = c * (((t + 1) // 2 + 1) * 16 * 2 + t * 8 + self._image_bytes)
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "time step", "channel"))
@@ -164,7 +171,8 @@ class ImagePersistenceImages(_PersistenceImagesBase):
         cubical = self.mode == "cubical"
         extra = (2,) if cubical else ()
         result = _prepare_out(out, (n, c, *extra, *self.image_shape), dtype)
-        per_sample = c * ((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + c * h * w * 8
+        per_sample = c * (((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + h * w * 8
+                          + self._image_bytes * (2 if cubical else 1))
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "channel", "row", "column"))
