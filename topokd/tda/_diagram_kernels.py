@@ -56,6 +56,17 @@ def argsort_values(x):
     return order
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _emit(out, k, birth, death, min_persistence):
+    """Append (birth, death) to ``out`` at row ``k`` if it persists longer
+    than ``min_persistence``; return the new count."""
+    if death - birth > min_persistence:
+        out[k, 0] = birth
+        out[k, 1] = death
+        return k + 1
+    return k
+
+
 @njit(cache=True, nogil=True)
 def _path_h0(x, min_persistence, keep_essential, out):
     """H0 of the lower-star filtration of a path graph with vertex values ``x``.
@@ -94,11 +105,7 @@ def _path_h0(x, min_persistence, keep_essential, out):
             hi = other[i + 1]
             bl = birth[lo]
             br = birth[hi]
-            young = max(bl, br)
-            if v - young > min_persistence:
-                out[k, 0] = young
-                out[k, 1] = v
-                k += 1
+            k = _emit(out, k, max(bl, br), v, min_persistence)
             b = min(bl, br)
             other[lo] = hi
             other[hi] = lo
@@ -119,12 +126,7 @@ def _path_h0(x, min_persistence, keep_essential, out):
             other[i] = i
             birth[i] = v
     if keep_essential and m > 0:
-        lo_v = e[order[0]]
-        hi_v = e[order[m - 1]]
-        if hi_v - lo_v > min_persistence:
-            out[k, 0] = lo_v
-            out[k, 1] = hi_v
-            k += 1
+        k = _emit(out, k, e[order[0]], e[order[m - 1]], min_persistence)
     return k
 
 
@@ -179,18 +181,10 @@ def _grid_h0(img, order, min_persistence, keep_essential, out):
                     continue
                 if birth[a] > birth[b]:  # a is younger and dies
                     a, b = b, a
-                if v - birth[b] > min_persistence:
-                    out[k, 0] = birth[b]
-                    out[k, 1] = v
-                    k += 1
+                k = _emit(out, k, birth[b], v, min_persistence)
                 parent[b] = a
     if keep_essential and n > 0:
-        lo_v = flat[order[0]]
-        hi_v = flat[order[n - 1]]
-        if hi_v - lo_v > min_persistence:
-            out[k, 0] = lo_v
-            out[k, 1] = hi_v
-            k += 1
+        k = _emit(out, k, flat[order[0]], flat[order[n - 1]], min_persistence)
     return k
 
 
@@ -239,10 +233,7 @@ def _grid_h1(img, order, min_persistence, out):
                 continue
             if birth[a] < birth[b]:  # a is younger (lower maximum) and dies
                 a, b = b, a
-            if birth[b] - v > min_persistence:
-                out[k, 0] = v
-                out[k, 1] = birth[b]
-                k += 1
+            k = _emit(out, k, v, birth[b], min_persistence)
             parent[b] = a
     return k
 
