@@ -215,6 +215,7 @@ class PINet:
         channels = X.shape[2] if self.kind == "signal" else X.shape[1]
         torch.manual_seed(self.seed)
         if self.model_ is None or not resume:
+            self.history_ = []
             self.model_ = self._build(channels)
             # Train on targets of unit RMS (PIs are often ~1e-2): predictions
             # are scaled back, and the scale is stored with the model.
@@ -258,8 +259,7 @@ class PINet:
         optimizer = self._make_optimizer(params, lr)
         start_epoch, best, best_state, stale = 0, math.inf, None, 0
         if resume and self.checkpoint is not None and self.checkpoint.exists():
-            start_epoch, best, stale = self._resume(optimizer)
-            best_state = copy.deepcopy(model.state_dict())
+            start_epoch, best, stale, best_state = self._resume(optimizer)
         use_amp = self.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         inputs, targets = self._network_input(X), self._scaled(Y)
@@ -274,7 +274,7 @@ class PINet:
             rate = self._lr_at(epoch, epochs, lr)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            model.train()
+            _train_mode(model)
             total, seen = 0.0, 0
             for idx in torch.randperm(len(inputs), generator=gen).split(self.batch_size):
                 xb, yb = inputs[idx].to(device), targets[idx].to(device)
@@ -301,7 +301,8 @@ class PINet:
                 stale += 1
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("mse")})
             if self.checkpoint is not None:
-                self._save(self.checkpoint, optimizer=optimizer, epoch=epoch + 1, best=best, stale=stale)
+                self._save(self.checkpoint, optimizer=optimizer, epoch=epoch + 1, best=best, stale=stale,
+                           best_state=best_state)
             if self.patience is not None and stale >= self.patience:
                 break
         if best_state is not None:
@@ -380,8 +381,6 @@ class PINet:
             X, Y = X[np.sort(keep)], Y[np.sort(keep)]
         for p in model.features.parameters():
             p.requires_grad_(freeze != "encoder")
-        if freeze == "encoder":
-            model.features.eval()
         if X_val is not None:
             X_val = self._check_input(X_val)
             Y_val = self._check_targets(X_val, Y_val)
@@ -407,12 +406,16 @@ class PINet:
             "history": self.history_,
         }
 
-    def _save(self, path, *, optimizer=None, epoch=None, best=None, stale=None, overwrite=True) -> Path:
+    def _save(self, path, *, optimizer=None, epoch=None, best=None, stale=None, best_state=None,
+              overwrite=True) -> Path:
         tensors = {f"model.{k}": v for k, v in self._require_model().state_dict().items()}
         meta = self._metadata()
         if optimizer is not None:
+            # A training checkpoint: enough to resume exactly (optimizer state,
+            # epoch, and the best weights so far, which early stopping restores).
             opt_tensors, opt_meta = optimizer_tensors(optimizer)
             tensors.update(opt_tensors)
+            tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
             meta["resume"] = {"epoch": epoch, "best": best, "stale": stale, "optimizer": opt_meta}
         return save_checkpoint(path, tensors, meta, overwrite=overwrite)
 
@@ -420,7 +423,7 @@ class PINet:
         """Write the trained model (safetensors + JSON metadata), atomically."""
         return self._save(path, overwrite=overwrite)
 
-    def _resume(self, optimizer) -> tuple[int, float, int]:
+    def _resume(self, optimizer) -> tuple[int, float, int, dict | None]:
         tensors, meta = load_checkpoint(self.checkpoint)
         if meta.get("model") != self.model_config_:
             raise CheckpointError(f"cannot resume from {self.checkpoint}: it holds {meta.get('model')}, "
@@ -435,7 +438,8 @@ class PINet:
         self.history_ = list(meta.get("history", []))
         self.target_scale_ = float(meta.get("target_scale", 1.0))
         best = state["best"] if state["best"] is not None else math.inf
-        return int(state["epoch"]), float(best), int(state["stale"] or 0)
+        best_state = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        return int(state["epoch"]), float(best), int(state["stale"] or 0), best_state
 
     @classmethod
     def load(cls, path, *, device: str | None = None, kind: str | None = None, in_channels: int | None = None,
@@ -463,6 +467,17 @@ class PINet:
         est.history_ = list(meta.get("history", []))
         est.target_scale_ = float(meta.get("target_scale", 1.0))
         return est
+
+
+def _train_mode(model: nn.Module) -> None:
+    """``model.train()``, except BatchNorm layers whose parameters are frozen:
+    they stay in eval mode so fine-tuning does not move their statistics."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
 
 
 def _load_weights(model: nn.Module, tensors: dict, path) -> None:

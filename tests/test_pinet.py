@@ -1,0 +1,233 @@
+"""PI-Net models, training, checkpoints and transfer learning."""
+
+import numpy as np
+import pytest
+import torch
+
+import topokd
+from topokd.checkpoint import CheckpointError, save_checkpoint
+from topokd.data import wearable_windows
+from topokd.pinet import ImagePINet, PINet, SignalPINet, create_model, pi_agreement
+
+SMALL = (8, 16, 16, 32)
+# A small task with smooth targets: 16x16 images, wide kernel.
+TASK = dict(resolution=16, sigma=0.4)
+
+
+@pytest.fixture(scope="module")
+def windows():
+    X, y = wearable_windows(260, 64, 2, seed=3)
+    return X, y
+
+
+def small_estimator(**kw):
+    defaults = dict(pi_params=TASK, widths=SMALL, epochs=3, batch_size=32, optimizer="adamw",
+                    progress=False, seed=0)
+    defaults.update(kw)
+    return PINet("signal", **defaults)
+
+
+@pytest.mark.parametrize("channels, length", [(1, 1), (3, 7), (6, 100)])
+def test_signal_pinet_shapes(channels, length):
+    model = SignalPINet(channels, resolution=12, widths=SMALL).eval()
+    assert model(torch.randn(2, channels, length)).shape == (2, channels, 12, 12)
+    last = SignalPINet(channels, resolution=12, widths=SMALL, channels_last=True).eval()
+    last.load_state_dict(model.state_dict())
+    x = torch.randn(2, channels, length)
+    torch.testing.assert_close(last(x.transpose(1, 2)), model(x))
+    with pytest.raises(ValueError, match=f"expected {channels} channels"):
+        model(torch.randn(2, channels + 1, length))
+
+
+@pytest.mark.parametrize("channels, h, w", [(1, 1, 1), (3, 5, 9), (3, 32, 32)])
+def test_image_pinet_shapes_and_heads(channels, h, w):
+    model = ImagePINet(channels, resolution=10, widths=SMALL, head="sigmoid").eval()
+    out = model(torch.randn(2, channels, h, w))
+    assert out.shape == (2, channels, 10, 10) and out.min() >= 0 and out.max() <= 1
+    assert create_model("image-pinet", in_channels=channels, resolution=10, widths=SMALL) is not None
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("resnet")
+    with pytest.raises(ValueError, match="head must be one of"):
+        ImagePINet(3, head="tanh")
+
+
+def test_reference_parameter_count():
+    # Hand count for the published Signal PI-Net with n = 6 channels, R = 50:
+    # convs 6*128*3+128, 128*256*3+256, 256*512*3+512, 512*1024*3+1024; BN 2 per channel;
+    # dense 1024*6*2500 + 6*2500.
+    convs = (6 * 128 * 3 + 128) + (128 * 256 * 3 + 256) + (256 * 512 * 3 + 512) + (512 * 1024 * 3 + 1024)
+    bn = 2 * (128 + 256 + 512 + 1024)
+    dense = 1024 * 15000 + 15000
+    model = SignalPINet(6)
+    assert sum(p.numel() for p in model.parameters()) == convs + bn + dense
+
+
+def test_image_decoder_is_tensorflow_same_aligned():
+    """A delta kernel at the centre index (R-1)//2 of the transposed conv must
+    copy the R x R map unshifted, as Keras' Conv2DTranspose(padding='same')."""
+    model = ImagePINet(1, resolution=6, widths=SMALL).eval()
+    with torch.no_grad():
+        model.decoder.weight.zero_()
+        model.decoder.weight[0, 0, 2, 2] = 1.0  # (6 - 1) // 2 = 2
+        model.decoder.bias.zero_()
+        model.decoder_bn.running_mean.zero_()
+        model.decoder_bn.running_var.fill_(1.0 - 1e-3)  # (x - 0) / sqrt(var + eps) = x
+    x = torch.randn(1, 1, 8, 8)
+    z = torch.relu(model.fc(model.features(x).mean(dim=(-2, -1)))).view(1, 1, 6, 6)
+    torch.testing.assert_close(model(x), torch.relu(z))
+
+
+def test_training_beats_the_mean_baseline(windows):
+    X, _ = windows
+    est = small_estimator(epochs=60, widths=(16, 32, 64, 64))
+    est.fit(X[:200])
+    Y_test, Y_train = est.targets(X[200:]), est.targets(X[:200])
+    baseline = float(((Y_test - Y_train.mean(0)) ** 2).mean())
+    scores = est.evaluate(X[200:])
+    assert scores["mse"] < 0.6 * baseline, (scores, baseline)
+    assert scores["pearson"] > 0.8
+    assert est.history_[-1]["train_mse"] < est.history_[0]["train_mse"]
+
+
+def test_cpu_training_is_reproducible(windows):
+    X, _ = windows
+    a = small_estimator().fit(X[:80]).predict(X[200:])
+    b = small_estimator().fit(X[:80]).predict(X[200:])
+    np.testing.assert_array_equal(a, b)
+    c = small_estimator(seed=1).fit(X[:80]).predict(X[200:])
+    assert not np.array_equal(a, c)
+
+
+def test_checkpoint_round_trip_is_bit_identical(windows, tmp_path):
+    X, _ = windows
+    est = small_estimator().fit(X[:80])
+    path = est.save(tmp_path / "pinet.safetensors")
+    loaded = PINet.load(path, progress=False)
+    np.testing.assert_array_equal(loaded.predict(X[200:]), est.predict(X[200:]))
+    assert loaded.history_ == est.history_ and loaded.target_scale_ == est.target_scale_
+    with pytest.raises(FileExistsError, match="already exists"):
+        est.save(path)
+    with pytest.raises(CheckpointError, match="in_channels=2, you asked for 3"):
+        PINet.load(path, in_channels=3)
+    with pytest.raises(CheckpointError, match="kind='signal', you asked for 'image'"):
+        PINet.load(path, kind="image")
+    with pytest.raises(ValueError, match="built for 2 channels, X has 3"):
+        loaded.predict(np.zeros((2, 64, 3)))
+
+
+def test_resume_continues_exactly(windows, tmp_path):
+    X, _ = windows
+    ckpt = tmp_path / "train.safetensors"
+    whole = small_estimator(epochs=6).fit(X[:80])
+    crashing = small_estimator(epochs=6, checkpoint=ckpt)
+    save = crashing._save
+
+    def save_then_crash(*args, **kwargs):  # the job dies right after epoch 3 is saved
+        save(*args, **kwargs)
+        if kwargs.get("epoch") == 3:
+            raise KeyboardInterrupt
+
+    crashing._save = save_then_crash
+    with pytest.raises(KeyboardInterrupt):
+        crashing.fit(X[:80])
+    resumed = small_estimator(epochs=6, checkpoint=ckpt).fit(X[:80], resume=True)
+    assert [h["epoch"] for h in resumed.history_] == list(range(1, 7))
+    for a, b in zip(resumed.history_, whole.history_):
+        assert a["train_mse"] == b["train_mse"] and a["val_mse"] == b["val_mse"]
+    np.testing.assert_array_equal(resumed.predict(X[200:]), whole.predict(X[200:]))
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        small_estimator(epochs=6, checkpoint=ckpt, widths=(8, 8, 8, 8)).fit(X[:80], resume=True)
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        PINet.load(tmp_path / "nope.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        PINet.load(junk)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(CheckpointError, match="not a topokd checkpoint"):
+        PINet.load(tmp_path / "plain.safetensors")
+    save_checkpoint(tmp_path / "other.safetensors", {"w": torch.zeros(2)}, {"kind": "signal"})
+    with pytest.raises(CheckpointError, match="does not describe a PI-Net"):
+        PINet.load(tmp_path / "other.safetensors")
+
+
+def test_truncated_checkpoint(windows, tmp_path):
+    X, _ = windows
+    path = small_estimator(epochs=1).fit(X[:40]).save(tmp_path / "p.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        PINet.load(path)
+
+
+def test_targets_are_cached_by_data_and_parameters(windows, tmp_path):
+    X, _ = windows
+    est = small_estimator(cache_dir=tmp_path)
+    first = est.targets(X[:20])
+    assert len(list(tmp_path.iterdir())) == 1
+    est.engine_.transform = None  # a cache hit must not recompute
+    np.testing.assert_array_equal(est.targets(X[:20]), first)
+    np.testing.assert_array_equal(first, topokd.signal_pis(X[:20], **TASK))
+    small_estimator(cache_dir=tmp_path, pi_params=dict(TASK, sigma=0.5)).targets(X[:20])
+    small_estimator(cache_dir=tmp_path).targets(X[1:21])
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_target_and_input_validation(windows):
+    X, _ = windows
+    est = small_estimator()
+    with pytest.raises(ValueError, match=r"targets must have shape \(10, 2, 16, 16\)"):
+        est.fit(X[:10], np.zeros((10, 2, 8, 8)))
+    with pytest.raises(ValueError, match="non-empty numeric"):
+        est.fit(X[:, :, 0])
+    bad = X[:10].copy()
+    bad[3, 5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite value at index \(3, 5, 1\)"):
+        est.fit(bad)
+    with pytest.raises(RuntimeError, match="no trained model"):
+        est.predict(X[:2])
+    with pytest.raises(ValueError, match="only mode='flatten'"):
+        PINet("image", pi_params={"mode": "cubical"})
+
+
+def test_fine_tuning_modes(windows):
+    X, _ = windows
+    est = small_estimator(epochs=2).fit(X[:60])
+    frozen = {k: v.clone() for k, v in est.model_.features.state_dict().items()}
+    fc = est.model_.fc.weight.detach().clone()
+    est.fine_tune(X[100:160], mode="FS", fraction=0.5, freeze="encoder", epochs=2)
+    for k, v in est.model_.features.state_dict().items():
+        torch.testing.assert_close(v, frozen[k])  # weights and BN statistics untouched
+    assert not torch.equal(est.model_.fc.weight, fc)
+    assert all(p.requires_grad for p in est.model_.parameters())
+    est.fine_tune(X[100:160], mode="FA", epochs=1)
+    assert not torch.equal(est.model_.features[0].weight, frozen["0.weight"])
+    with pytest.raises(ValueError, match="fraction must be in"):
+        est.fine_tune(X[:10], mode="FS", fraction=0.0)
+
+
+def test_image_pinet_estimator_end_to_end():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(24, 3, 8, 8))
+    est = PINet("image", preset="pinet-image", pi_params=dict(resolution=10), widths=SMALL, epochs=2,
+                batch_size=8, optimizer="adamw", progress=False)
+    est.fit(images)
+    pred = est.predict(images[:4])
+    assert pred.shape == (4, 3, 10, 10) and pred.dtype == np.float32
+    assert set(est.evaluate(images[:4])) >= {"mse", "pearson", "max_abs"}
+
+
+def test_pi_agreement_by_hand():
+    exact = np.zeros((1, 1, 2, 2))
+    exact[0, 0] = [[0.0, 1.0], [2.0, 3.0]]
+    pred = exact * 2 + 1  # perfectly correlated, errors 1, 2, 3, 4
+    scores = pi_agreement(pred, exact)
+    assert scores["mse"] == pytest.approx((1 + 4 + 9 + 16) / 4)
+    assert scores["pearson"] == pytest.approx(1.0) and scores["max_abs"] == 4.0
+    flat = pi_agreement(np.ones((1, 1, 2, 2)), exact)
+    assert flat["constant_images"] == 1 and np.isnan(flat["pearson"])
