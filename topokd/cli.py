@@ -19,6 +19,7 @@ EPILOG = """examples:
   topokd pi cifar.npy -o pis.npz --kind image --channels-last --preset pinet-image
   topokd pi cifar.npy -o pis.npz --kind image --channels-last --mode cubical --resolution 32
   topokd presets
+  topokd pinet train --data basic-motions:train -o bm.safetensors --optimizer adamw
 """
 
 
@@ -90,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("presets", help="list the parameter presets and where they come from")
+
+    from .pinet.cli import add_parser as add_pinet_parser
+
+    add_pinet_parser(sub)
 
     demo = sub.add_parser(
         "demo", help="persistence images of a built-in synthetic wearable data set",
@@ -227,11 +232,15 @@ def main(argv=None) -> int:
             return _run_pi(args)
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "pinet":
+            from .pinet.cli import run as run_pinet
+
+            return run_pinet(args)
         if args.command == "presets":
             for name, source in list_presets().items():
                 print(f"{name}\n    {source}\n    parameters: {json.dumps(_jsonable(PRESETS[name].params))}\n")
             return 0
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as err:
         print(f"topokd: error: {err}", file=sys.stderr)
         return 1
     return 2  # pragma: no cover

@@ -1,0 +1,163 @@
+"""``topokd pinet train|predict|evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+BUILTIN = {
+    "basic-motions": "aeon's BasicMotions smartwatch recordings (6 channels, T=100); add :train, :test or :all",
+    "synthetic": "topokd.data.wearable_windows(1024, 100, 3, seed=0)",
+}
+
+EPILOG = """examples:
+  topokd pinet train --data basic-motions:train -o bm.safetensors --optimizer adamw --epochs 300
+  topokd pinet evaluate bm.safetensors --data basic-motions:test
+  topokd pinet predict bm.safetensors windows.npy -o pis.npz
+  topokd pinet train --kind image --data cifar.npy --channels-last --preset pinet-image -o img.safetensors
+"""
+
+
+def add_parser(sub) -> None:
+    pinet = sub.add_parser("pinet", help="train, evaluate and serve PI-Net surrogates",
+                           description="PI-Net (Som et al., 2020): CNNs that regress persistence images "
+                                       "from raw signals or images in one forward pass.",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    verbs = pinet.add_subparsers(dest="pinet_command", metavar="VERB")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    train = verbs.add_parser("train", help="fit a PI-Net to exact PIs (or given targets)", formatter_class=fmt)
+    _data_args(train, required=True)
+    train.add_argument("--kind", choices=("signal", "image"), default="signal")
+    train.add_argument("--targets", help=".npy/.npz with (N, C, R, R) target PIs (default: computed exactly)")
+    train.add_argument("--preset", help="topokd preset of the target PIs (default: the kind's default)")
+    train.add_argument("--resolution", type=int, help="override the preset's resolution")
+    train.add_argument("--widths", default="128,256,512,1024", help="filters of the four conv blocks")
+    train.add_argument("--head", choices=("relu", "sigmoid"), default="relu")
+    train.add_argument("--optimizer", choices=("reference", "adamw"), default="reference")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    train.add_argument("--cache-dir", help="cache computed target PIs here")
+    train.add_argument("--checkpoint", help="training checkpoint written every epoch (for --resume)")
+    train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.add_argument("-o", "--output", required=True, help="final model (.safetensors)")
+    train.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    train.add_argument("--quiet", action="store_true")
+
+    predict = verbs.add_parser("predict", help="PIs of new data from a trained PI-Net", formatter_class=fmt)
+    predict.add_argument("model", help="trained model (.safetensors)")
+    _data_args(predict, required=False, positional=True)
+    predict.add_argument("-o", "--output", required=True, help="output .npz (arrays 'pis' and 'meta')")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--device")
+    predict.add_argument("--force", action="store_true")
+    predict.add_argument("--quiet", action="store_true")
+
+    evaluate = verbs.add_parser("evaluate", help="MSE / Pearson / max-abs error against exact PIs",
+                                formatter_class=fmt)
+    evaluate.add_argument("model")
+    _data_args(evaluate, required=False, positional=True)
+    evaluate.add_argument("--targets", help="(N, C, R, R) exact PIs (default: computed)")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--device")
+    evaluate.add_argument("--json", help="also write the scores to this JSON file")
+    evaluate.add_argument("--quiet", action="store_true")
+
+
+def _data_args(parser, *, required: bool, positional: bool = False) -> None:
+    if positional:
+        parser.add_argument("input", nargs="?", help=".npy/.npz input (or use --data)")
+    parser.add_argument("--data", required=required and not positional,
+                        help=f"input file or built-in data set: {', '.join(BUILTIN)}")
+    parser.add_argument("--key", help="array inside an .npz input")
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("--channels-first", action="store_true", help="signals stored (N, C, T)")
+    layout.add_argument("--channels-last", action="store_true", help="images stored (N, H, W, C)")
+
+
+def load_data(spec: str, key: str | None, channels_first: bool = False, channels_last: bool = False) -> np.ndarray:
+    """A whole data set as topokd's layout: signals (N, T, C), images (N, C, H, W)."""
+    name, _, split = spec.partition(":")
+    if name == "basic-motions":
+        from ..data import load_basic_motions
+
+        X, _, _ = load_basic_motions(split or "train")
+        return X
+    if name == "synthetic":
+        from ..data import wearable_windows
+
+        return wearable_windows(1024, 100, 3, seed=0)[0]
+    from ..io import open_array
+
+    source = open_array(spec, key)
+    try:
+        X = np.array(source[0:source.shape[0]])
+    finally:
+        source.close()
+    if channels_first:
+        X = np.swapaxes(X, 1, 2)
+    elif channels_last:
+        X = np.moveaxis(X, -1, 1)
+    return X
+
+
+def _input(args) -> np.ndarray:
+    spec = getattr(args, "input", None) or args.data
+    if not spec:
+        raise ValueError("give an input file or --data")
+    return load_data(spec, args.key, args.channels_first, args.channels_last)
+
+
+def run(args) -> int:
+    from ..pinet import PINet
+
+    if args.pinet_command is None:
+        raise ValueError("choose a verb: topokd pinet train|predict|evaluate (see --help)")
+    if args.pinet_command == "train":
+        out = Path(args.output)
+        if out.exists() and not args.force:
+            raise FileExistsError(f"{out} already exists; pass --force to replace it")
+        X = _input(args)
+        Y = load_data(args.targets, None) if args.targets else None
+        pi_params = {"resolution": args.resolution} if args.resolution else {}
+        widths = tuple(int(w) for w in args.widths.split(","))
+        est = PINet(args.kind, preset=args.preset, pi_params=pi_params, widths=widths, head=args.head,
+                    optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    val_fraction=args.val_fraction, patience=args.patience, device=args.device, seed=args.seed,
+                    cache_dir=args.cache_dir, checkpoint=args.checkpoint, progress=not args.quiet)
+        started = time.perf_counter()
+        est.fit(X, Y, resume=args.resume)
+        est.save(out, overwrite=args.force)
+        last = est.history_[-1] if est.history_ else {}
+        print(f"trained {est.model_config_['name']} on {X.shape} in {time.perf_counter() - started:.1f} s "
+              f"({len(est.history_)} epochs, best {'val' if 'val_mse' in last else 'train'} MSE "
+              f"{est.best_score_ * est.target_scale_ ** 2:.4g}) -> {out}")
+        return 0
+    est = PINet.load(args.model, device=args.device, progress=not args.quiet)
+    X = _input(args)
+    if args.pinet_command == "predict":
+        from .. import __version__
+        from ..io import NpzChunkWriter
+
+        pis = est.predict(X, batch_size=args.batch_size)
+        with NpzChunkWriter(args.output, "pis", pis.shape, pis.dtype, overwrite=args.force) as writer:
+            writer.write(pis)
+            writer.commit({"topokd_version": __version__, "model": str(args.model), "input_shape": list(X.shape)})
+        print(f"wrote {args.output}: pis {pis.shape}")
+        return 0
+    Y = load_data(args.targets, None) if args.targets else None
+    scores = est.evaluate(X, Y, batch_size=args.batch_size)
+    print(json.dumps(scores, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
+    return 0
+
