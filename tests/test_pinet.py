@@ -231,3 +231,19 @@ def test_pi_agreement_by_hand():
     assert scores["pearson"] == pytest.approx(1.0) and scores["max_abs"] == 4.0
     flat = pi_agreement(np.ones((1, 1, 2, 2)), exact)
     assert flat["constant_images"] == 1 and np.isnan(flat["pearson"])
+
+
+def test_fit_on_a_dataset_of_pairs(windows):
+    X, _ = windows
+    Y = topokd.signal_pis(X[:40], **TASK)
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 40
+
+        def __getitem__(self, i):
+            return torch.from_numpy(X[i]), torch.from_numpy(Y[i])
+
+    from_pairs = small_estimator(epochs=2).fit(Pairs()).predict(X[200:])
+    from_arrays = small_estimator(epochs=2).fit(X[:40], Y).predict(X[200:])
+    np.testing.assert_array_equal(from_pairs, from_arrays)

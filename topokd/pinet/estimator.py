@@ -199,9 +199,15 @@ class PINet:
     def fit(self, X, Y=None, *, X_val=None, Y_val=None, resume: bool = False):
         """Train on ``X`` (targets ``Y`` or the engine's exact PIs).
 
-        Validation: ``(X_val, Y_val)`` if given, else a seeded
-        ``val_fraction`` split of ``X``.  Returns ``self``.
+        ``X`` may also be a dataset (anything with ``len`` and indexing, e.g.
+        a ``torch.utils.data.Dataset``) yielding ``(input, PI)`` pairs; it is
+        read once into memory.  Validation: ``(X_val, Y_val)`` if given, else
+        a seeded ``val_fraction`` split of ``X``.  Returns ``self``.
         """
+        if Y is None and _is_pair_dataset(X):
+            X, Y = _materialize(X)
+        if Y_val is None and X_val is not None and _is_pair_dataset(X_val):
+            X_val, Y_val = _materialize(X_val)
         X = self._check_input(X)
         Y = self._check_targets(X, Y)
         if X_val is None and self.val_fraction > 0 and len(X) >= 2:
@@ -467,6 +473,22 @@ class PINet:
         est.history_ = list(meta.get("history", []))
         est.target_scale_ = float(meta.get("target_scale", 1.0))
         return est
+
+
+def _is_pair_dataset(data) -> bool:
+    if isinstance(data, np.ndarray) or torch.is_tensor(data) or not hasattr(data, "__getitem__"):
+        return False
+    try:
+        first = data[0]
+    except Exception:
+        return False
+    return isinstance(first, (tuple, list)) and len(first) == 2 and np.ndim(first[0]) >= 2
+
+
+def _materialize(dataset) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
+    as_np = [np.stack([v.numpy() if torch.is_tensor(v) else np.asarray(v) for v in part]) for part in (xs, ys)]
+    return as_np[0], as_np[1]
 
 
 def _train_mode(model: nn.Module) -> None:
