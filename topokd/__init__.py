@@ -21,15 +21,17 @@ from .tda import (
 __version__ = "0.1.0"
 
 # PyTorch-based parts load on first use, so `import topokd` stays light.
-_LAZY = {"pinet": None, "PINet": "pinet", "SignalPINet": "pinet", "ImagePINet": "pinet"}
+_LAZY = {"pinet": ("pinet", None), "PINet": ("pinet", "PINet"), "SignalPINet": ("pinet", "SignalPINet"),
+         "ImagePINet": ("pinet", "ImagePINet"), "distill": ("distill", None)}
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
 
-        module = importlib.import_module(".pinet", __name__)
-        return module if _LAZY[name] is None else getattr(module, name)
+        module_name, attr = _LAZY[name]
+        module = importlib.import_module(f".{module_name}", __name__)
+        return module if attr is None else getattr(module, attr)
     raise AttributeError(f"module 'topokd' has no attribute {name!r}")
 
 
@@ -43,6 +45,7 @@ __all__ = [
     "SignalPersistenceImages",
     "__version__",
     "data",
+    "distill",
     "cubical_diagrams",
     "flatten_image",
     "get_preset",

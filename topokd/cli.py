@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pinet_parser(sub)
 
+    from .distill.cli import add_parsers as add_distill_parsers
+
+    add_distill_parsers(sub)
+
     demo = sub.add_parser(
         "demo", help="persistence images of a built-in synthetic wearable data set",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -232,6 +236,10 @@ def main(argv=None) -> int:
             return _run_pi(args)
         if args.command == "demo":
             return _run_demo(args)
+        if args.command in ("train-teacher", "distill", "run"):
+            from .distill.cli import run as run_distill
+
+            return run_distill(args)
         if args.command == "pinet":
             from .pinet.cli import run as run_pinet
 

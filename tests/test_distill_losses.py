@@ -1,0 +1,655 @@
+"""Distillation losses: each checked against arithmetic written out here with
+numpy / literal numbers (never the library's own helpers), plus properties:
+zero when student == teacher, gradients reach only the student, symmetry,
+1-D (B, C, L) and 2-D (B, C, H, W) maps of odd and even sizes, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from topokd.distill import (
+    AMDLoss,
+    AttentionTransfer,
+    DDGSDLoss,
+    FactorTransfer,
+    FusedSimilarityPreserving,
+    KDCrossEntropy,
+    KDLoss,
+    MultiTeacherKD,
+    Paraphraser,
+    SimilarityPreserving,
+    Translator,
+    kd_objective,
+    mixup,
+    mixup_criterion,
+    partial_mixup,
+    standardize_logits,
+)
+
+D = torch.float64
+
+
+def t(x, grad=False):
+    return torch.tensor(x, dtype=D, requires_grad=grad)
+
+
+# ----------------------------------------------------------------------------- numpy references
+
+
+def np_softmax(z):
+    z = np.asarray(z, dtype=float)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def np_kd(zs, zt, tau):
+    """tau^2 * mean_b sum_c p_t (log p_t - log p_s)."""
+    ps, pt = np_softmax(np.asarray(zs) / tau), np_softmax(np.asarray(zt) / tau)
+    return tau**2 * np.mean(np.sum(pt * (np.log(pt) - np.log(ps)), axis=1))
+
+
+def np_ce(z, labels):
+    p = np_softmax(z)
+    return -np.mean(np.log(p[np.arange(len(labels)), labels]))
+
+
+def np_unit_rows(a):
+    a = np.asarray(a, dtype=float).reshape(len(a), -1)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def np_amd_terms(q_s, q_t, s, m, eps=1e-7):
+    """(1/3)[MSE(A) + MSE(P) + MSE(N)] for (B, n) slices of the normalised maps."""
+
+    def dists(q):
+        pos = s * np.cos(m * np.arccos(np.clip(q, -1 + eps, 1 - eps)))
+        neg = s * (1 - q)
+        ang = pos - np.log(np.exp(pos) + np.exp(neg))
+        return [np_unit_rows(v) for v in (ang, pos, neg)]
+
+    return sum(np.mean((a - b) ** 2) for a, b in zip(dists(q_s), dists(q_t))) / 3
+
+
+def grads_only_student(loss_fn, student, teacher, nonzero=True):
+    """Backward through loss_fn and check the student got a gradient and the teacher none."""
+    teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+    loss = loss_fn(student, teacher)
+    loss.backward()
+    assert student.grad is not None and torch.isfinite(student.grad).all()
+    if nonzero:
+        assert student.grad.abs().sum() > 0
+    for tt in teachers:
+        assert tt.grad is None
+    return loss
+
+
+# ----------------------------------------------------------------------------- KD
+
+
+def test_kd_matches_hand_computation():
+    # one sample, tau = 2: p_t = softmax([1.5, .5, 0]), p_s = softmax([.5, 1, 1.5])
+    zs, zt = [[1.0, 2.0, 3.0]], [[3.0, 1.0, 0.0]]
+    et = [math.exp(1.5), math.exp(0.5), math.exp(0.0)]
+    es = [math.exp(0.5), math.exp(1.0), math.exp(1.5)]
+    pt = [e / sum(et) for e in et]
+    ps = [e / sum(es) for e in es]
+    expected = 4.0 * sum(a * math.log(a / b) for a, b in zip(pt, ps))
+    got = KDLoss(temperature=2.0)(t(zs), t(zt))
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_kd_batchmean_and_tau_one():
+    rng = np.random.default_rng(0)
+    zs, zt = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+    for tau in (1.0, 3.0, 4.0):
+        assert KDLoss(tau)(t(zs), t(zt)).item() == pytest.approx(np_kd(zs, zt, tau), rel=1e-10)
+    # batchmean: the mean of the per-sample losses
+    per_sample = [KDLoss(4.0)(t(zs[i : i + 1]), t(zt[i : i + 1])).item() for i in range(5)]
+    assert KDLoss(4.0)(t(zs), t(zt)).item() == pytest.approx(np.mean(per_sample), rel=1e-12)
+
+
+def test_kd_zero_when_equal_positive_otherwise_and_grads():
+    z = torch.randn(4, 6, dtype=D)
+    assert KDLoss()(z, z.clone()).item() == pytest.approx(0.0, abs=1e-12)
+    s, te = torch.randn(4, 6, dtype=D, requires_grad=True), torch.randn(4, 6, dtype=D, requires_grad=True)
+    loss = grads_only_student(KDLoss(), s, te)
+    assert loss.item() > 0
+
+
+def test_standardize_logits_by_hand():
+    z = t([[1.0, 2.0, 3.0, 6.0], [2.0, 2.0, 2.0, 2.0]])
+    # row 0: mean 3, squared deviations 4, 1, 0, 9 -> population var 14/4, unbiased var 14/3
+    pop, unb = math.sqrt(3.5), math.sqrt(14 / 3)
+    out = standardize_logits(z, eps=0.0)
+    assert np.allclose(out[0].numpy(), [-2 / pop, -1 / pop, 0, 3 / pop], atol=1e-14)
+    out_u = standardize_logits(z, eps=0.0, unbiased=True)
+    assert np.allclose(out_u[0].numpy(), [-2 / unb, -1 / unb, 0, 3 / unb], atol=1e-14)
+    # a constant row has std 0: with eps > 0 it becomes all zeros
+    assert np.allclose(standardize_logits(z, eps=1e-7)[1].numpy(), 0.0)
+
+
+def test_kd_standardized_matches_hand_and_is_shift_scale_invariant():
+    rng = np.random.default_rng(1)
+    zs, zt = rng.normal(size=(3, 5)) * 4 + 2, rng.normal(size=(3, 5))
+
+    def std_np(z):
+        c = z - z.mean(axis=1, keepdims=True)
+        return c / np.sqrt((c**2).mean(axis=1, keepdims=True))
+
+    expected = np_kd(std_np(zs), std_np(zt), 2.0)
+    got = KDLoss(temperature=2.0, standardize=True, eps=0.0)(t(zs), t(zt)).item()
+    assert got == pytest.approx(expected, rel=1e-10)
+    # a student that is an affine copy (a * z + b, a > 0 per sample) of the teacher: zero loss
+    scale, shift = t([[3.0], [0.5], [10.0]]), t([[5.0], [-2.0], [0.0]])
+    assert KDLoss(4.0, standardize=True)(t(zt) * scale + shift, t(zt)).item() == pytest.approx(0.0, abs=1e-9)
+    assert KDLoss(4.0)(t(zt) * scale + shift, t(zt)).item() > 1e-3  # but not without standardisation
+
+
+def test_kd_errors():
+    kd = KDLoss()
+    with pytest.raises(ValueError, match=r"\(4, 5\).*\(4, 6\)"):
+        kd(torch.randn(4, 5), torch.randn(4, 6))
+    with pytest.raises(ValueError, match="num_classes"):
+        kd(torch.randn(4), torch.randn(4))
+    with pytest.raises(TypeError, match="floating"):
+        kd(torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="temperature"):
+        KDLoss(0.0)
+    with pytest.raises(TypeError, match="Tensor"):
+        kd([[1.0, 2.0]], torch.randn(1, 2))
+
+
+def test_kd_objective_and_kd_cross_entropy():
+    assert kd_objective(torch.tensor(2.0), torch.tensor(5.0), 0.3).item() == pytest.approx(0.7 * 2 + 0.3 * 5)
+    with pytest.raises(ValueError, match="lam"):
+        kd_objective(torch.tensor(2.0), torch.tensor(5.0), 1.5)
+    zs, zt, y = [[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], [[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]], [0, 2]
+    ce0 = -math.log(math.exp(1) / (math.exp(1) + 1 + math.exp(-1)))  # sample 0, label 0
+    ce1 = -math.log(1 / (math.exp(0.5) + math.exp(2) + 1))  # sample 1, label 2
+    ce = (ce0 + ce1) / 2
+    assert np_ce(zs, y) == pytest.approx(ce)
+    expected = 0.25 * ce + 0.75 * np_kd(zs, zt, 3.0)
+    loss = KDCrossEntropy(temperature=3.0, lam=0.75)(t(zs), t(zt), torch.tensor(y))
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match=r"labels must have shape \(B,\)"):
+        KDCrossEntropy()(t(zs), t(zt), torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="integer"):
+        KDCrossEntropy()(t(zs), t(zt), t([0.0, 1.0]))
+
+
+def test_multi_teacher_kd():
+    rng = np.random.default_rng(2)
+    zs, z1, z2 = (rng.normal(size=(4, 5)) for _ in range(3))
+    expected = 0.7 * np_kd(zs, z1, 4.0) + 0.3 * np_kd(zs, z2, 4.0)
+    assert MultiTeacherKD()(t(zs), [t(z1), t(z2)]).item() == pytest.approx(expected, rel=1e-12)
+    expected3 = 1.0 * np_kd(zs, z1, 2.0) + 0.0 * np_kd(zs, z2, 2.0) + 2.0 * np_kd(zs, zs, 2.0)
+    got3 = MultiTeacherKD((1.0, 0.0, 2.0), temperature=2.0)(t(zs), [t(z1), t(z2), t(zs)])
+    assert got3.item() == pytest.approx(expected3, rel=1e-12)
+    # zero when every teacher equals the student; gradients only to the student
+    assert MultiTeacherKD()(t(zs), [t(zs), t(zs)]).item() == pytest.approx(0.0, abs=1e-12)
+    s, a, b = t(zs, True), t(z1, True), t(z2, True)
+    grads_only_student(MultiTeacherKD(), s, [a, b])
+
+
+def test_multi_teacher_kd_errors():
+    with pytest.raises(ValueError, match="2 weights"):
+        MultiTeacherKD()(torch.randn(2, 3), [torch.randn(2, 3)])
+    with pytest.raises(ValueError, match=">= 0"):
+        MultiTeacherKD((0.5, -0.1))
+    with pytest.raises(ValueError, match="all be zero"):
+        MultiTeacherKD((0.0, 0.0))
+    with pytest.raises(TypeError, match="list or tuple"):
+        MultiTeacherKD()(torch.randn(2, 3), torch.randn(2, 2, 3))
+    with pytest.raises(ValueError, match=r"teacher_logits\[1\].*\(2, 3\).*\(2, 4\)"):
+        MultiTeacherKD()(torch.randn(2, 3), [torch.randn(2, 3), torch.randn(2, 4)])
+
+
+# ----------------------------------------------------------------------------- attention transfer
+
+
+def test_at_1d_by_hand():
+    # B=1, C=2, L=3; mean over channels of squares
+    s = [[[1.0, -2.0, 0.0], [3.0, 1.0, 2.0]]]  # -> [5, 2.5, 2]
+    te = [[[0.0, 1.0, 1.0], [2.0, 1.0, -3.0]]]  # -> [2, 1, 5]
+    qs = np.array([5, 2.5, 2]) / math.sqrt(25 + 6.25 + 4)
+    qt = np.array([2, 1, 5]) / math.sqrt(4 + 1 + 25)
+    expected = np.mean((qs - qt) ** 2)
+    assert AttentionTransfer()(t(s), t(te)).item() == pytest.approx(expected, rel=1e-12)
+    assert AttentionTransfer(reduction="batchmean")(t(s), t(te)).item() == pytest.approx(3 * expected, rel=1e-12)
+
+
+def test_at_2d_p1_by_hand_with_different_channels():
+    # student C=1, teacher C=2, 2x2 maps, p=1: mean over channels of |A|
+    s = [[[[1.0, 2.0], [2.0, 4.0]]]]  # -> [1, 2, 2, 4] / 5
+    te = [[[[1.0, 0.0], [0.0, 1.0]], [[-1.0, 0.0], [0.0, 1.0]]]]  # -> [1, 0, 0, 1] / sqrt(2)
+    qs, qt = np.array([1, 2, 2, 4]) / 5, np.array([1, 0, 0, 1]) / math.sqrt(2)
+    assert AttentionTransfer(p=1)(t(s), t(te)).item() == pytest.approx(np.mean((qs - qt) ** 2), rel=1e-12)
+
+
+def test_at_resizes_student_linearly_1d():
+    # student map [a, b] (L=2) -> teacher length 4 with align_corners=False:
+    # source coordinates -0.25, 0.25, 0.75, 1.25 -> [a, .75a + .25b, .25a + .75b, b]
+    a, b = 4.0, 1.0
+    s = [[[2.0, 1.0]]]  # squares: [4, 1]
+    te = [[[1.0, 2.0, 1.0, 3.0]]]
+    up = np.array([a, 0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b, b])
+    qs, qt = up / np.linalg.norm(up), np.array([1, 4, 1, 9]) / math.sqrt(99)
+    assert AttentionTransfer()(t(s), t(te)).item() == pytest.approx(np.mean((qs - qt) ** 2), rel=1e-12)
+
+
+def test_at_resizes_student_bilinearly_2d():
+    rng = np.random.default_rng(3)
+    s, te = rng.normal(size=(2, 3, 2, 2)), rng.normal(size=(2, 5, 4, 4))
+    m = np.array([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])  # separable bilinear weights 2 -> 4
+    a_s = (s**2).mean(axis=1)
+    up = np.einsum("ij,bjk,lk->bil", m, a_s, m)
+    qs, qt = np_unit_rows(up), np_unit_rows((te**2).mean(axis=1))
+    assert AttentionTransfer()(t(s), t(te)).item() == pytest.approx(np.mean((qs - qt) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1), (2, 3, 7), (2, 3, 8), (2, 3, 5, 5), (2, 3, 4, 6), (2, 3, 3, 8)])
+def test_at_properties(shape):
+    x = torch.randn(*shape, dtype=D)
+    at = AttentionTransfer()
+    assert at(x, x.clone()).item() == pytest.approx(0.0, abs=1e-14)
+    s = torch.randn(shape[0], 4, *shape[2:], dtype=D, requires_grad=True)  # other width
+    te = torch.randn(*shape, dtype=D, requires_grad=True)
+    assert at(s, te).item() == pytest.approx(at(te, s).item(), rel=1e-12)  # symmetric
+    # a single-position map normalises to 1 whatever the input: zero (but defined) gradient
+    grads_only_student(at, s, te, nonzero=math.prod(shape[2:]) > 1)
+
+
+def test_at_lists_and_errors():
+    pairs = [(torch.randn(2, 3, 5), torch.randn(2, 4, 5)), (torch.randn(2, 3, 4, 4), torch.randn(2, 2, 4, 4))]
+    at = AttentionTransfer()
+    total = at([p[0] for p in pairs], [p[1] for p in pairs])
+    assert total.item() == pytest.approx(sum(at(a, b).item() for a, b in pairs), rel=1e-6)
+    with pytest.raises(ValueError, match=r"\(2, 3, 5\).*\(2, 3, 5, 5\)"):
+        at(torch.randn(2, 3, 5), torch.randn(2, 3, 5, 5))
+    with pytest.raises(ValueError, match=r"batch size.*\(2, 3, 5\).*\(3, 3, 5\)"):
+        at(torch.randn(2, 3, 5), torch.randn(3, 3, 5))
+    with pytest.raises(ValueError, match="in pairs"):
+        at([torch.randn(2, 3, 5)], [torch.randn(2, 3, 5), torch.randn(2, 3, 5)])
+    with pytest.raises(ValueError, match=r"\(B, C, L\) or \(B, C, H, W\)"):
+        at(torch.randn(2, 3), torch.randn(2, 3))
+    with pytest.raises(ValueError, match="reduction"):
+        AttentionTransfer(reduction="sum")
+
+
+# ----------------------------------------------------------------------------- AMD
+
+
+def _q(x):
+    """Channel-sum of squares, flattened, unit rows: (B, C, *S) numpy -> (B, *S)."""
+    a = (np.asarray(x) ** 2).sum(axis=1)
+    return (a.reshape(len(a), -1) / np.linalg.norm(a.reshape(len(a), -1), axis=1, keepdims=True)).reshape(a.shape)
+
+
+@pytest.mark.parametrize("s_scale", [4.0, 64.0])
+def test_amd_2d_odd_by_hand(s_scale):
+    rng = np.random.default_rng(4)
+    xs, xt = rng.normal(size=(2, 3, 3, 5)), rng.normal(size=(2, 2, 3, 5))
+    qs, qt = _q(xs), _q(xt)
+    m = 1.35
+    glob = np_amd_terms(qs.reshape(2, -1), qt.reshape(2, -1), s_scale, m)
+    # 3 x 5 -> rows [0:2], [2:3]; cols [0:3], [3:5]
+    quads = [(slice(0, 2), slice(0, 3)), (slice(0, 2), slice(3, 5)),
+             (slice(2, 3), slice(0, 3)), (slice(2, 3), slice(3, 5))]
+    local = np.mean([np_amd_terms(qs[:, r, c].reshape(2, -1), qt[:, r, c].reshape(2, -1), s_scale, m)
+                     for r, c in quads])
+    expected = 0.8 * glob + 0.2 * local
+    assert AMDLoss(s=s_scale)(t(xs), t(xt)).item() == pytest.approx(expected, rel=1e-9)
+    assert AMDLoss(s=s_scale, local_weight=0.0, global_weight=1.0)(t(xs), t(xt)).item() == pytest.approx(glob, rel=1e-9)
+
+
+def test_amd_1d_odd_by_hand():
+    rng = np.random.default_rng(5)
+    xs, xt = rng.normal(size=(3, 2, 7)), rng.normal(size=(3, 4, 7))
+    qs, qt = _q(xs), _q(xt)
+    s, m = 8.0, 1.2
+    glob = np_amd_terms(qs, qt, s, m)
+    segs = [slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 7)]  # 7 -> 2 + 2 + 2 + 1
+    local = np.mean([np_amd_terms(qs[:, g], qt[:, g], s, m) for g in segs])
+    expected = 0.6 * glob + 0.4 * local
+    got = AMDLoss(s=s, m=m, local_weight=0.4, global_weight=0.6)(t(xs), t(xt))
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_amd_parts_cover_every_position_once():
+    for size in [(1,), (2,), (3,), (4,), (5,), (7,), (8,), (1, 1), (1, 4), (3, 3), (5, 4), (6, 7)]:
+        n = int(np.prod(size))
+        q = torch.arange(n, dtype=D).reshape(1, 1, *size)
+        parts = AMDLoss.parts(q)
+        flat = torch.cat(parts, dim=1).flatten().sort().values
+        assert torch.equal(flat, torch.arange(n, dtype=D)), size
+        assert len(parts) == min(4, n) if len(size) == 1 else True
+        assert all(p.shape[1] > 0 for p in parts)
+    assert [p.shape[1] for p in AMDLoss.parts(torch.zeros(1, 1, 5, 4))] == [6, 6, 4, 4]  # 3x2, 3x2, 2x2, 2x2
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 1), (2, 3, 2), (2, 3, 3), (2, 3, 9), (2, 3, 16),
+                                   (2, 3, 1, 1), (2, 3, 1, 5), (2, 3, 7, 7), (2, 3, 4, 4), (2, 3, 5, 6)])
+def test_amd_properties_any_size(shape):
+    amd = AMDLoss()
+    x = torch.randn(*shape, dtype=D)
+    assert amd(x, x.clone()).item() == pytest.approx(0.0, abs=1e-14)
+    s = torch.randn(shape[0], 5, *shape[2:], dtype=D, requires_grad=True)
+    te = torch.randn(*shape, dtype=D, requires_grad=True)
+    loss = amd(s, te)
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(amd(te, s).item(), rel=1e-12)  # symmetric
+    grads_only_student(amd, s, te, nonzero=math.prod(shape[2:]) > 1)
+
+
+def test_amd_resizes_student_like_at():
+    # student L=2 with squares [4, 1]: the resized map is [4, 3.25, 1.75, 1]; a length-4 student
+    # whose squares are exactly that map must give the same loss
+    s_small = t([[[2.0, 1.0]]])
+    s_equiv = t([[[2.0, math.sqrt(3.25), math.sqrt(1.75), 1.0]]])
+    te = t([[[1.0, 2.0, 1.0, 3.0]]])
+    amd = AMDLoss(s=8.0)
+    assert amd(s_small, te).item() == pytest.approx(amd(s_equiv, te).item(), rel=1e-12)
+    s2d, t2d = torch.randn(2, 3, 3, 3, dtype=D), torch.randn(2, 4, 6, 5, dtype=D)
+    assert torch.isfinite(amd(s2d, t2d))
+
+
+def test_amd_large_activations_stay_finite():
+    s = (torch.randn(2, 8, 16, 16) * 100).requires_grad_()
+    te = torch.randn(2, 8, 16, 16) * 100
+    loss = AMDLoss(s=64.0)(s, te)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+
+
+def test_amd_errors():
+    with pytest.raises(ValueError, match="local_weight"):
+        AMDLoss(local_weight=-1)
+    with pytest.raises(ValueError, match="both be zero"):
+        AMDLoss(local_weight=0, global_weight=0)
+    with pytest.raises(ValueError, match=r"\(2, 3, 4, 4\).*\(2, 3, 16\)"):
+        AMDLoss()(torch.randn(2, 3, 4, 4), torch.randn(2, 3, 16))
+
+
+# ----------------------------------------------------------------------------- similarity preserving
+
+
+def test_sp_by_hand():
+    fs = [[1.0, 0.0], [1.0, 1.0]]  # G = [[1, 1], [1, 2]]
+    ft = [[0.0, 1.0], [2.0, 0.0]]  # G = [[1, 0], [0, 4]]
+    gs = np.array([[1 / math.sqrt(2), 1 / math.sqrt(2)], [1 / math.sqrt(5), 2 / math.sqrt(5)]])
+    gt = np.array([[1.0, 0.0], [0.0, 1.0]])
+    expected = ((gs - gt) ** 2).sum() / 4
+    assert SimilarityPreserving()(t(fs), t(ft)).item() == pytest.approx(expected, rel=1e-12)
+    assert np.allclose(SimilarityPreserving.gram(t(fs)).numpy(), gs)
+
+
+def test_sp_properties_and_mixed_shapes():
+    sp = SimilarityPreserving()
+    x = torch.randn(5, 3, 8, dtype=D)
+    assert sp(x, x.clone()).item() == pytest.approx(0.0, abs=1e-14)
+    assert sp(x, 3.0 * x).item() == pytest.approx(0.0, abs=1e-14)  # scale invariant
+    s = torch.randn(5, 3, 7, dtype=D, requires_grad=True)  # 1-D student
+    te = torch.randn(5, 2, 5, 5, dtype=D, requires_grad=True)  # 2-D teacher, other width
+    assert sp(s, te).item() == pytest.approx(sp(te, s).item(), rel=1e-12)
+    g_s = np_unit_rows(s.detach().numpy().reshape(5, -1) @ s.detach().numpy().reshape(5, -1).T)
+    g_t = np_unit_rows(te.detach().numpy().reshape(5, -1) @ te.detach().numpy().reshape(5, -1).T)
+    assert sp(s, te).item() == pytest.approx(((g_s - g_t) ** 2).sum() / 25, rel=1e-12)
+    grads_only_student(sp, s, te)
+    assert sp([s, s], [te, te]).item() == pytest.approx(2 * sp(s, te).item(), rel=1e-12)
+    with pytest.raises(ValueError, match=r"batch size.*\(5, 3, 7\).*\(4, 3, 7\)"):
+        sp(torch.randn(5, 3, 7), torch.randn(4, 3, 7))
+
+
+def test_fused_sp_by_hand():
+    fs = [[1.0, 0.0], [1.0, 1.0]]
+    f1 = [[0.0, 1.0], [2.0, 0.0]]  # G~ = I
+    f2 = [[1.0, 1.0], [1.0, 1.0]]  # G = all 2 -> G~ = all 1/sqrt(2)
+    gs = np.array([[1 / math.sqrt(2), 1 / math.sqrt(2)], [1 / math.sqrt(5), 2 / math.sqrt(5)]])
+    fused = 0.7 * np.eye(2) + 0.3 * np.full((2, 2), 1 / math.sqrt(2))
+    expected = ((gs - fused) ** 2).sum() / 4
+    assert FusedSimilarityPreserving((0.7, 0.3))(t(fs), [t(f1), t(f2)]).item() == pytest.approx(expected, rel=1e-12)
+    # weights are normalised to sum to one
+    assert FusedSimilarityPreserving((7, 3))(t(fs), [t(f1), t(f2)]).item() == pytest.approx(expected, rel=1e-12)
+    # one non-zero weight: plain SP against that teacher
+    one = FusedSimilarityPreserving((1.0, 0.0))(t(fs), [t(f1), t(f2)]).item()
+    assert one == pytest.approx(SimilarityPreserving()(t(fs), t(f1)).item(), rel=1e-12)
+
+
+def test_fused_sp_properties_and_errors():
+    fsp = FusedSimilarityPreserving()
+    x = torch.randn(4, 6, dtype=D)
+    assert fsp(x, [x.clone(), 2 * x]).item() == pytest.approx(0.0, abs=1e-14)
+    s = torch.randn(4, 3, 9, dtype=D, requires_grad=True)
+    a = torch.randn(4, 2, 5, 5, dtype=D, requires_grad=True)  # PI teacher
+    b = torch.randn(4, 6, 9, dtype=D, requires_grad=True)  # raw-signal teacher
+    grads_only_student(fsp, s, [a, b])
+    with pytest.raises(ValueError, match="2 weights"):
+        fsp(s, [a])
+    with pytest.raises(ValueError, match=">= 0"):
+        FusedSimilarityPreserving((1.0, -1.0))
+    with pytest.raises(ValueError, match=r"batch size.*\(4, 2, 5, 5\).*\(3, 6, 9\)"):
+        fsp(s, [a, torch.randn(3, 6, 9, dtype=D)])
+    with pytest.raises(ValueError, match=r"batch size.*\(3, 4\).*\(4, 2, 5, 5\)"):
+        fsp(torch.randn(3, 4, dtype=D), [a, b])
+
+
+# ----------------------------------------------------------------------------- mixup
+
+
+def test_mixup_formula_and_reproducibility():
+    x = torch.randn(8, 3, 5)
+    y = torch.arange(8)  # labels = indices, so y_b reveals the partner
+    x_mix, y_a, y_b, lam = mixup(x, y, alpha=0.4, generator=torch.Generator().manual_seed(0))
+    assert isinstance(lam, float) and 0 <= lam <= 1
+    assert torch.equal(y_a, y) and sorted(y_b.tolist()) == list(range(8))
+    assert torch.allclose(x_mix, lam * x + (1 - lam) * x[y_b])
+    again = mixup(x, y, alpha=0.4, generator=torch.Generator().manual_seed(0))
+    assert again[3] == lam and torch.equal(again[0], x_mix)
+    x0, _, _, lam0 = mixup(x, y, alpha=0.0, generator=torch.Generator().manual_seed(0))
+    assert lam0 == 1.0 and torch.equal(x0, x)
+
+
+def test_mixup_lambda_follows_beta():
+    g = torch.Generator().manual_seed(1)
+    lams = np.array([mixup(torch.zeros(2, 1), torch.zeros(2), alpha=0.2, generator=g)[3] for _ in range(2000)])
+    # Beta(0.2, 0.2): mean 1/2, variance 1 / (4 (2 alpha + 1)) = 1/5.6
+    assert abs(lams.mean() - 0.5) < 0.03
+    assert abs(lams.var() - 1 / 5.6) < 0.015
+
+
+@pytest.mark.parametrize("b,fraction,k",
+                         [(10, 0.3, 3), (10, 0.25, 3), (8, 0.5, 4), (7, 0.0, 0), (7, 1.0, 7), (5, 0.5, 3)])
+def test_partial_mixup_without_replacement(b, fraction, k):
+    x = torch.randn(b, 2, 3)
+    y = torch.arange(b)
+    x_mix, y_a, y_b, lam = partial_mixup(x, y, alpha=1.0, fraction=fraction,
+                                         generator=torch.Generator().manual_seed(b), replace=False)
+    assert lam.shape == (b,) and lam.dtype == x.dtype
+    mixed = lam != 1.0
+    assert int(mixed.sum()) == k  # exactly round-half-up(fraction * B) samples
+    lam_value = lam[mixed][0].item() if k else 1.0
+    assert torch.all(lam[mixed] == lam_value)
+    unmixed = ~mixed
+    assert torch.equal(x_mix[unmixed], x[unmixed]) and torch.equal(y_b[unmixed], y[unmixed])
+    for i in torch.nonzero(mixed).flatten().tolist():
+        assert torch.allclose(x_mix[i], lam_value * x[i] + (1 - lam_value) * x[y_b[i]])
+    assert torch.equal(y_a, y)
+
+
+def test_partial_mixup_with_replacement_duplicates():
+    b, k = 10, 10
+    distinct = []
+    for seed in range(20):
+        x = torch.randn(b, 4)
+        _, _, _, lam = partial_mixup(x, torch.arange(b), alpha=1.0, fraction=1.0,
+                                     generator=torch.Generator().manual_seed(seed), replace=True)
+        distinct.append(int((lam != 1.0).sum()))
+    assert max(distinct) <= k and min(distinct) < k  # draws with replacement repeat indices
+    # 10 draws from 10 with replacement hit 10 (1 - 0.9^10) = 6.5 distinct samples on average
+    assert 5 < np.mean(distinct) < 8
+    r1 = partial_mixup(torch.ones(6, 2).cumsum(0), torch.arange(6), 1.0, 0.5, torch.Generator().manual_seed(3), True)
+    r2 = partial_mixup(torch.ones(6, 2).cumsum(0), torch.arange(6), 1.0, 0.5, torch.Generator().manual_seed(3), True)
+    assert all(torch.equal(a, c) for a, c in zip(r1, r2))
+
+
+def test_mixup_criterion_scalar_and_per_sample():
+    pred = t([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    ya, yb = torch.tensor([0, 1]), torch.tensor([2, 0])
+    ce_a, ce_b = np_ce(pred.numpy(), [0, 1]), np_ce(pred.numpy(), [2, 0])
+    got = mixup_criterion(nn.CrossEntropyLoss(), pred, ya, yb, 0.3)
+    assert got.item() == pytest.approx(0.3 * ce_a + 0.7 * ce_b, rel=1e-12)
+    lam = t([0.3, 1.0])
+    la = -np.log(np_softmax(pred.numpy())[[0, 1], [0, 1]])
+    lb = -np.log(np_softmax(pred.numpy())[[0, 1], [2, 0]])
+    expected = np.mean(np.array([0.3, 1.0]) * la + np.array([0.7, 0.0]) * lb)
+    got = mixup_criterion(nn.CrossEntropyLoss(reduction="none"), pred, ya, yb, lam)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="reduction='none'"):
+        mixup_criterion(nn.CrossEntropyLoss(), pred, ya, yb, lam)
+
+
+def test_mixup_errors():
+    with pytest.raises(ValueError, match=r"batch size.*\(4, 3\).*\(5,\)"):
+        mixup(torch.randn(4, 3), torch.arange(5))
+    with pytest.raises(ValueError, match="alpha"):
+        mixup(torch.randn(4, 3), torch.arange(4), alpha=-1)
+    with pytest.raises(ValueError, match="fraction"):
+        partial_mixup(torch.randn(4, 3), torch.arange(4), fraction=1.5)
+
+
+# ----------------------------------------------------------------------------- factor transfer
+
+
+def test_factor_loss_by_hand():
+    fs, ft = t([[3.0, 4.0]]), t([[4.0, 3.0]])  # unit rows [.6, .8] and [.8, .6]
+    assert FactorTransfer.factor_loss(fs, ft, p=1).item() == pytest.approx(0.2, rel=1e-12)
+    assert FactorTransfer.factor_loss(fs, ft, p=2).item() == pytest.approx(0.04, rel=1e-12)
+    # (B, k, L) factors are flattened per sample before normalising
+    fs3 = t([[[3.0], [0.0]], [[1.0], [1.0]]])
+    ft3 = t([[[0.0], [5.0]], [[2.0], [2.0]]])
+    expected = (abs(1 - 0) + abs(0 - 1) + 0 + 0) / 4
+    assert FactorTransfer.factor_loss(fs3, ft3).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("dims,size", [(1, (7,)), (1, (8,)), (2, (5, 5)), (2, (4, 6)), (2, (1, 3))])
+def test_paraphraser_translator_shapes(dims, size):
+    para = Paraphraser(6, rate=0.5, dims=dims)
+    assert para.factor_channels == 3
+    x = torch.randn(2, 6, *size)
+    factor, rec = para(x)
+    assert factor.shape == (2, 3, *size) and rec.shape == x.shape
+    tr = Translator(4, para.factor_channels, dims=dims)
+    assert tr(torch.randn(2, 4, *size)).shape == (2, 3, *size)
+
+
+@pytest.mark.parametrize("dims,s_size,t_size", [(1, (9,), (9,)), (1, (5,), (10,)), (2, (3, 3), (3, 3)),
+                                                (2, (4, 4), (7, 6))])
+def test_factor_transfer_forward_and_gradients(dims, s_size, t_size):
+    torch.manual_seed(0)
+    ft = FactorTransfer(student_channels=3, teacher_channels=8, rate=0.5, dims=dims)
+    s = torch.randn(2, 3, *s_size, requires_grad=True)
+    te = torch.randn(2, 8, *t_size, requires_grad=True)
+    loss = ft(s, te)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert s.grad is not None and te.grad is None
+    assert all(p.grad is not None for p in ft.translator.parameters())
+    assert all(p.grad is None for p in ft.paraphraser.parameters())  # frozen during transfer
+
+
+def test_factor_transfer_zero_when_translator_equals_paraphraser():
+    ft = FactorTransfer(4, 4, rate=0.5, dims=2, translator_bn=False)
+    ft.translator.encoder.load_state_dict(ft.paraphraser.encoder.state_dict())
+    x = torch.randn(3, 4, 5, 5)
+    assert ft(x, x.clone()).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_paraphraser_training_reduces_reconstruction():
+    torch.manual_seed(1)
+    ft = FactorTransfer(3, 6, dims=1)
+    feats = torch.relu(torch.randn(16, 6, 12))
+    opt = torch.optim.Adam(ft.paraphraser.parameters(), lr=1e-2)
+    first = ft.reconstruction_loss(feats).item()
+    for _ in range(25):
+        opt.zero_grad()
+        ft.reconstruction_loss(feats).backward()
+        opt.step()
+    assert ft.reconstruction_loss(feats).item() < 0.85 * first
+
+
+def test_factor_transfer_errors():
+    ft = FactorTransfer(3, 8, dims=2)
+    with pytest.raises(ValueError, match="8 channels"):
+        ft(torch.randn(2, 3, 4, 4), torch.randn(2, 5, 4, 4))
+    with pytest.raises(ValueError, match="3 channels"):
+        ft(torch.randn(2, 4, 4, 4), torch.randn(2, 8, 4, 4))
+    with pytest.raises(ValueError, match="dims=2"):
+        ft(torch.randn(2, 3, 4), torch.randn(2, 8, 4))
+    with pytest.raises(ValueError, match="dims must be 1"):
+        FactorTransfer(3, 8, dims=3)
+    with pytest.raises(ValueError, match="p must be 1 or 2"):
+        FactorTransfer(3, 8, p=3)
+    with pytest.raises(ValueError, match=r"same shape.*\(1, 2\).*\(1, 3\)"):
+        FactorTransfer.factor_loss(torch.randn(1, 2), torch.randn(1, 3))
+
+
+# ----------------------------------------------------------------------------- DDGSD
+
+
+def test_ddgsd_by_hand():
+    z1 = [[1.0, 0.0, 2.0], [0.5, 0.5, -1.0]]
+    z2 = [[0.0, 1.0, 1.0], [2.0, 0.0, 0.0]]
+    y = [2, 0]
+    f1 = [[1.0, 2.0], [3.0, 4.0]]  # mean [2, 3]
+    f2 = [[0.0, 0.0], [2.0, 2.0]]  # mean [1, 1] -> MMD^2 = 1 + 4 = 5
+    tau = 2.0
+    ce = (np_ce(z1, y) + np_ce(z2, y)) / 2
+    kl = np_kd(z1, z2, tau) + np_kd(z2, z1, tau)  # tau^2 [KL(p2||p1) + KL(p1||p2)]
+    loss = DDGSDLoss(temperature=tau, mmd_weight=0.1, kl_weight=0.5)
+    parts = loss.terms(t(z1), t(z2), t(f1), t(f2), torch.tensor(y))
+    assert parts["ce"].item() == pytest.approx(ce, rel=1e-12)
+    assert parts["kl"].item() == pytest.approx(kl, rel=1e-12)
+    assert parts["mmd"].item() == pytest.approx(5.0, rel=1e-12)
+    total = loss(t(z1), t(z2), t(f1), t(f2), torch.tensor(y))
+    assert total.item() == pytest.approx(ce + 0.5 * kl + 0.1 * 5.0, rel=1e-12)
+    # symmetric in the two views
+    swapped = loss(t(z2), t(z1), t(f2), t(f1), torch.tensor(y))
+    assert swapped.item() == pytest.approx(total.item(), rel=1e-12)
+
+
+def test_ddgsd_zero_terms_when_views_equal():
+    z, f = torch.randn(4, 5, dtype=D), torch.randn(4, 3, 6, dtype=D)
+    parts = DDGSDLoss().terms(z, z.clone(), f, f.clone(), torch.tensor([0, 1, 2, 3]))
+    assert parts["kl"].item() == pytest.approx(0.0, abs=1e-12)
+    assert parts["mmd"].item() == pytest.approx(0.0, abs=1e-14)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_ddgsd_gradient_by_hand(detach):
+    z1v, z2v, y, tau = [[1.0, -1.0, 0.5]], [[0.0, 2.0, 1.0]], [1], 3.0
+    z1, z2 = t(z1v, True), t(z2v, True)
+    f = torch.zeros(1, 2, dtype=D)
+    DDGSDLoss(temperature=tau, mmd_weight=0.0, detach_targets=detach)(z1, z2, f, f, torch.tensor(y)).backward()
+    p, p1, p2 = np_softmax(z1v)[0], np_softmax(np.array(z1v) / tau)[0], np_softmax(np.array(z2v) / tau)[0]
+    onehot = np.array([0.0, 1.0, 0.0])
+    # d/dz1 of CE/2 is (p - onehot)/2; of tau^2 KL(p2 || p1) it is tau (p1 - p2)
+    expected = 0.5 * (p - onehot) + tau * (p1 - p2)
+    if not detach:
+        # plus d/dz1 of tau^2 KL(p1 || p2) = tau^2 sum p1 (log p1 - log p2): tau p1 (d - sum p1 d)
+        d = np.log(p1) - np.log(p2)
+        expected = expected + tau * p1 * (d - np.sum(p1 * d))
+    assert np.allclose(z1.grad.numpy()[0], expected, atol=1e-12)
+
+
+def test_ddgsd_errors():
+    loss = DDGSDLoss()
+    z, f, y = torch.randn(2, 3), torch.randn(2, 4), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 5\)"):
+        loss(z, torch.randn(2, 5), f, f, y)
+    with pytest.raises(ValueError, match=r"features1 and features2.*\(2, 4\).*\(2, 5\)"):
+        loss(z, z, f, torch.randn(2, 5), y)
+    with pytest.raises(ValueError, match="mmd_weight"):
+        DDGSDLoss(mmd_weight=-1)

@@ -1,0 +1,126 @@
+"""YAML configs, teacher training, ESKD checkpoint selection, distillation runs."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from topokd.checkpoint import CheckpointError, load_checkpoint
+from topokd.cli import main
+from topokd.distill.config import load_config, parse_config
+from topokd.distill.experiment import distill, load_teacher, prepare_data, train_teacher
+
+TINY = {"epochs": 2, "batch_size": 32, "progress": False}
+
+
+def tiny_config(tmp_path, **student):
+    raw = {
+        "output": str(tmp_path / "run"),
+        "seed": 1,
+        "data": {"name": "synthetic", "synthetic_windows": 100, "synthetic_length": 48, "val_fraction": 0.2,
+                 "pi_params": {"resolution": 12}},
+        "teachers": {
+            "pi": {"model": "resnet8", "inputs": "pi", "train": TINY},
+            "signal": {"model": "resnet8", "inputs": "signal", "train": {**TINY, "augment": "mix1"}},
+        },
+        "student": {
+            "model": "resnet8",
+            "teachers": [{"name": "pi", "weight": 0.7}, {"name": "signal", "weight": 0.3, "checkpoint": 1}],
+            "losses": {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4}, "at": 10.0, "amd": 1.0, "sp": 1.0},
+            "train": {**TINY, "augment": "mix1", "mixup_alpha": 0.4, "mixup_fraction": 0.5},
+            **student,
+        },
+    }
+    return copy.deepcopy(raw)  # TINY is shared: mutations must not leak between tests
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distill")
+    cfg = parse_config(tiny_config(tmp))
+    splits = prepare_data(cfg)
+    teachers = {name: train_teacher(cfg, name, splits) for name in cfg.teachers}
+    return cfg, splits, teachers
+
+
+def test_teacher_runs_write_every_epoch_and_metrics(trained):
+    cfg, splits, teachers = trained
+    run = cfg.output / "teachers" / "pi"
+    assert sorted(p.name for p in (run / "epochs").iterdir()) == ["epoch-001.safetensors", "epoch-002.safetensors"]
+    history = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and {"train_ce", "val_acc", "lr"} <= set(history[0])
+    assert (run / "metrics.csv").read_text().startswith("epoch,")
+    assert 0.0 <= teachers["pi"]["test_acc"] <= 1.0
+    assert splits.train.pis.shape[1:] == (3, 12, 12)
+
+
+def test_eskd_loads_the_requested_epoch(trained):
+    cfg, splits, _ = trained
+    teacher = load_teacher(cfg, "signal", 1, splits)
+    stored, meta = load_checkpoint(cfg.output / "teachers" / "signal" / "epochs" / "epoch-001.safetensors")
+    assert meta["epoch"] == 1
+    for k, v in teacher.state_dict().items():
+        torch.testing.assert_close(v, stored[k])
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+    best = load_teacher(cfg, "signal", "best", splits)
+    assert best is not None
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_teacher(cfg, "signal", 7, splits)
+
+
+def test_distillation_with_all_losses(trained):
+    cfg, splits, _ = trained
+    summary = distill(cfg, splits)
+    history = json.loads((cfg.output / "student" / "metrics.json").read_text())
+    assert {"train_ce", "train_kd", "train_at", "train_amd", "train_sp"} <= set(history[0])
+    assert all(h["train_kd"] >= 0 for h in history)
+    assert summary["best_epoch"] in (1, 2)
+    _, meta = load_checkpoint(cfg.output / "student" / "best.safetensors")
+    assert meta["teachers"][0] == {"name": "pi", "weight": 0.7, "checkpoint": "best"}
+
+
+def test_teacher_description_must_match(trained, tmp_path):
+    cfg, splits, _ = trained
+    raw = tiny_config(tmp_path)
+    raw["output"] = str(cfg.output)
+    raw["teachers"]["pi"]["model"] = "resnet20"
+    with pytest.raises(CheckpointError, match="config now describes"):
+        load_teacher(parse_config(raw), "pi", "best", splits)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.pop("output"), "needs an 'output'"),
+    (lambda r: r.update(epochs=3), r"unknown top-level key\(s\) \['epochs'\]"),
+    (lambda r: r["student"]["losses"].update(dkd=1.0), r"unknown loss\(es\) \['dkd'\]"),
+    (lambda r: r["student"]["teachers"].append({"name": "ghost"}), "'ghost', which is not under 'teachers'"),
+    (lambda r: r["teachers"]["pi"].update(inputs="fusion"), "pi_model is required"),
+    (lambda r: r["teachers"]["pi"]["train"].update(lr=-1), "lr > 0"),
+    (lambda r: r["teachers"]["pi"]["train"].update(optimiser="sgd"), r"unknown key\(s\) \['optimiser'\]"),
+    (lambda r: r["student"].update(teachers=[]), "kd needs at least one teacher"),
+    (lambda r: r["student"]["teachers"][0].update(weight=-0.5), "must be >= 0"),
+])
+def test_config_errors(tmp_path, mutate, message):
+    raw = tiny_config(tmp_path)
+    mutate(raw)
+    with pytest.raises(ValueError, match=message):
+        parse_config(raw)
+
+
+def test_cli_runs_a_yaml_config(tmp_path, capsys):
+    import yaml
+
+    raw = tiny_config(tmp_path)
+    raw["teachers"] = {"signal": raw["teachers"]["signal"]}
+    raw["student"]["teachers"] = [{"name": "signal"}]
+    raw["student"]["losses"] = {"ce": 0.5, "kd": 0.5}
+    raw["output"] = "run"  # relative to the config file
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "teacher signal: best epoch" in out and "student: best epoch" in out
+    assert (tmp_path / "run" / "results.json").exists()
+    assert load_config(path).output == tmp_path / "run"
+    assert main(["distill", str(tmp_path / "missing.yaml")]) == 1
+    assert "does not exist" in capsys.readouterr().err

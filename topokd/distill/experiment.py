@@ -1,0 +1,206 @@
+"""Stages of a config: train the teachers, then distil the student.
+
+Output layout under ``config.output``::
+
+    teachers/<name>/epochs/epoch-XXX.safetensors   every epoch (ESKD picks one)
+    teachers/<name>/{best,last}.safetensors, metrics.csv/json, summary.json
+    student/...                                    the same for the student
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..checkpoint import CheckpointError, load_checkpoint
+from .augment import get_augmentation
+from .config import ExperimentConfig, StudentSpec, TeacherSpec
+from .data import Splits, load_splits
+from .losses import AMDLoss, AttentionTransfer, MultiTeacherKD, SimilarityPreserving, partial_mixup
+from .models import FeatureExtractor, FusionTeacher, PITeacher, create_model
+from .trainer import Batch, TrainSettings, copy_frozen, fit, model_input
+
+
+def prepare_data(cfg: ExperimentConfig) -> Splits:
+    d = cfg.data
+    return load_splits(d.name, val_fraction=d.val_fraction, seed=cfg.seed, pi_preset=d.pi_preset,
+                       pi_params=d.pi_params, synthetic_windows=d.synthetic_windows,
+                       synthetic_length=d.synthetic_length)
+
+
+def build_teacher(spec: TeacherSpec, splits: Splits) -> tuple[nn.Module, dict]:
+    """A fresh teacher for ``spec`` and the description stored in its checkpoints."""
+    classes = len(splits.classes)
+    channels = splits.train.signals.shape[2]
+    pi_channels = splits.train.pis.shape[1] if splits.train.pis is not None else channels
+    desc = {"name": spec.name, "model": spec.model, "inputs": spec.inputs, "pi_model": spec.pi_model,
+            "num_classes": classes, "in_channels": channels, "pi_channels": pi_channels}
+    if spec.inputs == "signal":
+        model = create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
+    elif spec.inputs == "pi":
+        model = PITeacher(create_model(spec.model, dims=2, num_classes=classes, in_channels=pi_channels))
+    else:
+        model = FusionTeacher(create_model(spec.model, dims=1, num_classes=0, in_channels=channels),
+                              create_model(spec.pi_model, dims=2, num_classes=0, in_channels=pi_channels), classes)
+    return model, desc
+
+
+def _augmenter(settings: TrainSettings):
+    return get_augmentation(settings.augment) if settings.augment else None
+
+
+def train_teacher(cfg: ExperimentConfig, name: str, splits: Splits | None = None, *, resume: bool = False) -> dict:
+    """Train teacher ``name`` of ``cfg`` with cross-entropy; returns its summary."""
+    if name not in cfg.teachers:
+        raise ValueError(f"no teacher {name!r} in the config; it has {sorted(cfg.teachers)}")
+    spec = cfg.teachers[name]
+    splits = splits or prepare_data(cfg)
+    model, desc = build_teacher(spec, splits)
+    augment = _augmenter(spec.train)
+
+    def step(batch: Batch, gen):
+        if augment is not None:
+            batch.signal = augment(batch.signal, generator=gen)
+        loss = F.cross_entropy(model_input(model, spec.inputs, batch), batch.y)
+        return loss, {"ce": loss.item()}
+
+    meta = {"role": f"teacher {name}", "model": desc, "data": splits.description, "classes": splits.classes}
+    return fit(model, step, splits, spec.train, cfg.output / "teachers" / name, inputs=spec.inputs,
+               metadata=meta, resume=resume)
+
+
+def load_teacher(cfg: ExperimentConfig, name: str, which, splits: Splits) -> nn.Module:
+    """Teacher ``name`` from its run directory: ``which`` is "best", "last" or an epoch (ESKD)."""
+    run = cfg.output / "teachers" / name
+    if which in ("best", "last"):
+        path = run / f"{which}.safetensors"
+    else:
+        try:
+            path = run / "epochs" / f"epoch-{int(which):03d}.safetensors"
+        except ValueError:
+            raise ValueError(f"teacher checkpoint must be 'best', 'last' or an epoch number, got {which!r}") from None
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: train the teacher first (topokd train-teacher CONFIG)")
+    tensors, meta = load_checkpoint(path)
+    model, desc = build_teacher(cfg.teachers[name], splits)
+    if meta.get("model") != desc:
+        raise CheckpointError(f"{path} holds {meta.get('model')}, but the config now describes {desc}")
+    model.load_state_dict(tensors)
+    return copy_frozen(model)
+
+
+def _flat(feature: torch.Tensor, dims: int) -> torch.Tensor:
+    """2-D teacher maps meet 1-D students as (B, C, H*W) sequences."""
+    if feature.dim() == 4 and dims == 1:
+        return feature.flatten(2)
+    return feature
+
+
+def _loss_spec(spec) -> tuple[float, dict]:
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        return float(spec.pop("weight", 1.0)), spec
+    return float(spec), {}
+
+
+def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool = False) -> dict:
+    """Train the student of ``cfg`` with its losses against its (frozen) teachers."""
+    if cfg.student is None:
+        raise ValueError("the config has no 'student' section")
+    spec: StudentSpec = cfg.student
+    splits = splits or prepare_data(cfg)
+    classes, channels = len(splits.classes), splits.train.signals.shape[2]
+    student = create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
+    teachers = [(use, cfg.teachers[use.name], load_teacher(cfg, use.name, use.checkpoint, splits))
+                for use in spec.teachers]
+    weights = [use.weight for use, _, _ in teachers]
+    losses = {name: _loss_spec(s) for name, s in spec.losses.items()}
+    ce_w = losses.get("ce", (0.0, {}))[0]
+    kd = None
+    if "kd" in losses and losses["kd"][0] > 0:
+        kd = MultiTeacherKD(weights, **losses["kd"][1])
+    feature_losses = {}
+    for name, cls in (("at", AttentionTransfer), ("amd", AMDLoss), ("sp", SimilarityPreserving)):
+        if name in losses and losses[name][0] > 0:
+            feature_losses[name] = (losses[name][0], cls(**losses[name][1]))
+    s_layers = list(student.feature_layers)
+    s_fx = FeatureExtractor(student, s_layers) if feature_losses else None
+    t_fx = [FeatureExtractor(t, list(t.feature_layers)[-len(s_layers):], detach=True) if feature_losses else None
+            for _, _, t in teachers]
+    augment = _augmenter(spec.train)
+    settings = spec.train
+    device = settings.torch_device
+    for _, _, t in teachers:
+        t.to(device)
+
+    def step(batch: Batch, gen):
+        if augment is not None:
+            batch.signal = augment(batch.signal, generator=gen)
+        lam = None
+        if settings.mixup_alpha > 0:
+            state = gen.get_state()
+            batch.signal, y_a, y_b, lam = partial_mixup(batch.signal, batch.y, settings.mixup_alpha,
+                                                        settings.mixup_fraction, generator=gen)
+            if batch.pi is not None:  # same partners and lambda for the PIs
+                after = gen.get_state()
+                gen.set_state(state)
+                batch.pi = partial_mixup(batch.pi, batch.y, settings.mixup_alpha, settings.mixup_fraction,
+                                         generator=gen)[0]
+                gen.set_state(after)
+        logits = student(batch.signal)
+        parts, total = {}, torch.zeros((), device=logits.device)
+        if ce_w > 0:
+            if lam is None:
+                ce = F.cross_entropy(logits, batch.y)
+            else:
+                ce = (lam * F.cross_entropy(logits, y_a, reduction="none")
+                      + (1 - lam) * F.cross_entropy(logits, y_b, reduction="none")).mean()
+            total = total + ce_w * ce
+            parts["ce"] = ce.item()
+        t_logits, t_feats = [], []
+        with torch.no_grad():
+            for (use, tspec, teacher), fx in zip(teachers, t_fx):
+                t_logits.append(model_input(teacher, tspec.inputs, batch).float())
+                if fx is not None:
+                    t_feats.append([_flat(fx.features[n], 1) for n in fx.layers])
+        if kd is not None:
+            value = kd(logits.float(), t_logits)
+            total = total + losses["kd"][0] * value
+            parts["kd"] = value.item()
+        if feature_losses:
+            s_feats = [s_fx.features[n] for n in s_layers]
+            for name, (w, loss_fn) in feature_losses.items():
+                value = torch.zeros((), device=logits.device)
+                for tw, feats in zip(weights, t_feats):
+                    pairs_s, pairs_t = (s_feats[-1:], feats[-1:]) if name == "sp" else (s_feats, feats)
+                    value = value + tw * loss_fn([f.float() for f in pairs_s], [f.float() for f in pairs_t])
+                total = total + w * value
+                parts[name] = value.item()
+        return total, parts
+
+    meta = {"role": "student", "model": {"model": spec.model, "inputs": "signal", "num_classes": classes,
+                                         "in_channels": channels},
+            "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u, _, _ in teachers],
+            "losses": spec.losses, "data": splits.description, "classes": splits.classes}
+    try:
+        return fit(student, step, splits, settings, cfg.output / "student", inputs="signal", metadata=meta,
+                   resume=resume)
+    finally:
+        for fx in [s_fx, *t_fx]:
+            if fx is not None:
+                fx.remove()
+
+
+def run(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
+    """All stages: every teacher, then the student (if configured)."""
+    splits = prepare_data(cfg)
+    out = {"teachers": {name: train_teacher(cfg, name, splits, resume=resume) for name in cfg.teachers}}
+    if cfg.student is not None:
+        out["student"] = distill(cfg, splits, resume=resume)
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    (cfg.output / "results.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return out
