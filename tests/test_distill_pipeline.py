@@ -124,3 +124,35 @@ def test_cli_runs_a_yaml_config(tmp_path, capsys):
     assert load_config(path).output == tmp_path / "run"
     assert main(["distill", str(tmp_path / "missing.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_teacher_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    from topokd.distill import trainer
+
+    def config(out):
+        raw = tiny_config(tmp_path)
+        raw["output"] = str(out)
+        raw["teachers"]["signal"]["train"]["epochs"] = 3
+        return parse_config(raw)
+
+    whole_cfg, crash_cfg = config(tmp_path / "whole"), config(tmp_path / "crash")
+    splits = prepare_data(whole_cfg)
+    whole = train_teacher(whole_cfg, "signal", splits)
+    save_state = trainer._save_state
+
+    def crash_after_epoch_2(path, model, optimizer, epoch, *args):
+        save_state(path, model, optimizer, epoch, *args)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_save_state", crash_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(crash_cfg, "signal", splits)
+    monkeypatch.setattr(trainer, "_save_state", save_state)
+    resumed = train_teacher(crash_cfg, "signal", splits, resume=True)
+    a = json.loads((tmp_path / "whole" / "teachers" / "signal" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "crash" / "teachers" / "signal" / "metrics.json").read_text())
+    assert [r["epoch"] for r in b] == [1, 2, 3]
+    for ra, rb in zip(a, b):
+        assert ra["train_loss"] == rb["train_loss"] and ra["val_acc"] == rb["val_acc"]
+    assert resumed["test_acc"] == whole["test_acc"]

@@ -59,6 +59,7 @@ def train_teacher(cfg: ExperimentConfig, name: str, splits: Splits | None = None
         raise ValueError(f"no teacher {name!r} in the config; it has {sorted(cfg.teachers)}")
     spec = cfg.teachers[name]
     splits = splits or prepare_data(cfg)
+    torch.manual_seed(spec.train.seed)  # the initial weights follow the seed
     model, desc = build_teacher(spec, splits)
     augment = _augmenter(spec.train)
 
@@ -114,6 +115,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     spec: StudentSpec = cfg.student
     splits = splits or prepare_data(cfg)
     classes, channels = len(splits.classes), splits.train.signals.shape[2]
+    torch.manual_seed(spec.train.seed)
     student = create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
     teachers = [(use, cfg.teachers[use.name], load_teacher(cfg, use.name, use.checkpoint, splits))
                 for use in spec.teachers]
