@@ -72,24 +72,22 @@ def check_range(value, name: str) -> tuple[float, float]:
     return lo, hi
 
 
-def check_positive(value, name: str) -> float:
+def _check_number(value, name: str, *, allow_zero: bool) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not (math.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
     return v
+
+
+def check_positive(value, name: str) -> float:
+    return _check_number(value, name, allow_zero=False)
 
 
 def check_nonnegative(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
+    return _check_number(value, name, allow_zero=True)
 
 
 def check_pair(value, name: str, check) -> tuple:
