@@ -156,3 +156,24 @@ def test_teacher_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, mon
     for ra, rb in zip(a, b):
         assert ra["train_loss"] == rb["train_loss"] and ra["val_acc"] == rb["val_acc"]
     assert resumed["test_acc"] == whole["test_acc"]
+
+
+def test_best_epoch_ties_go_to_the_lower_validation_loss(trained, tmp_path, monkeypatch):
+    from topokd.distill import trainer
+
+    cfg, splits, _ = trained
+    scores = iter([{"acc": 0.5, "loss": 1.0}, {"acc": 0.5, "loss": 0.8}, {"acc": 0.5, "loss": 0.9},
+                   {"acc": 0.25, "loss": 0.1}])
+    real = trainer.evaluate
+    monkeypatch.setattr(trainer, "evaluate", lambda model, inputs, split, device, **kw:
+                        next(scores) if split is splits.val else real(model, inputs, split, device, **kw))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(len(splits.classes)))
+    model(torch.zeros(1, *splits.train.signals.shape[1:]))
+
+    def step(batch, gen):
+        loss = torch.nn.functional.cross_entropy(model(batch.signal), batch.y)
+        return loss, {}
+
+    settings = trainer.TrainSettings(epochs=4, progress=False)
+    summary = trainer.fit(model, step, splits, settings, tmp_path / "tie", inputs="signal", metadata={"model": "x"})
+    assert summary["best_epoch"] == 2

@@ -16,7 +16,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +151,8 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
         metadata: dict, resume: bool = False, params=None) -> dict:
     """The shared loop: ``step(batch, generator) -> (loss, parts)`` trains one batch.
 
-    Writes ``epochs/epoch-XXX.safetensors`` (every epoch; ESKD), ``best`` and
+    Writes ``epochs/epoch-XXX.safetensors`` (every epoch; ESKD), ``best``
+    (highest validation accuracy, ties broken by lower validation loss) and
     ``last`` weights, ``train-state.safetensors`` (resume), metrics.
     Returns a summary with the best epoch and test accuracy of the best weights.
     """
@@ -202,7 +203,10 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
         weights = {k: v for k, v in model.state_dict().items()}
         meta = {**metadata, "epoch": epoch + 1, "val_acc": val["acc"], "topokd_version": __version__}
         save_checkpoint(out_dir / "epochs" / f"epoch-{epoch + 1:03d}.safetensors", weights, meta)
-        if val["acc"] > best_acc:
+        # Best = highest validation accuracy; ties (common on small validation
+        # sets) go to the lower validation loss, not to the earliest epoch.
+        best_loss = log.history[best_epoch - 1]["val_loss"] if best_epoch else math.inf
+        if val["acc"] > best_acc or (val["acc"] == best_acc and val["loss"] < best_loss):
             best_acc, best_epoch = val["acc"], epoch + 1
             save_checkpoint(out_dir / "best.safetensors", weights, meta)
         save_checkpoint(out_dir / "last.safetensors", weights, meta)
