@@ -105,6 +105,7 @@ def test_checkpoint_round_trip_is_bit_identical(windows, tmp_path):
     loaded = PINet.load(path, progress=False)
     np.testing.assert_array_equal(loaded.predict(X[200:]), est.predict(X[200:]))
     assert loaded.history_ == est.history_ and loaded.target_scale_ == est.target_scale_
+    assert (loaded.optimizer, loaded.epochs, loaded.batch_size, loaded.seed) == ("adamw", 3, 32, 0)
     with pytest.raises(FileExistsError, match="already exists"):
         est.save(path)
     with pytest.raises(CheckpointError, match="in_channels=2, you asked for 3"):

@@ -461,10 +461,10 @@ class PINet:
             if want is not None and want != got:
                 raise CheckpointError(f"{path} holds a PI-Net with {name}={got!r}, you asked for {want!r}")
         training = meta.get("training", {})
+        keep = ("optimizer", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "patience", "seed")
         est = cls(meta["kind"], preset=meta.get("preset"), pi_params=_pi_overrides(meta["pi_params"]),
-                  widths=model_cfg["widths"], head=model_cfg["head"],
-                  optimizer=training.get("optimizer", "reference"), batch_size=training.get("batch_size", 128),
-                  device=device, progress=progress)
+                  widths=model_cfg["widths"], head=model_cfg["head"], device=device, progress=progress,
+                  **{k: training[k] for k in keep if k in training})
         channels = model_cfg["in_channels"]
         est.model_ = est._build(channels)
         if est.model_config_ != model_cfg:
