@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-pinet bench-distill clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tda.py
+
+bench-pinet: $(STAMP)
+	$(BIN)/python benchmarks/bench_pinet.py
+
+bench-distill: $(STAMP)
+	$(BIN)/python benchmarks/bench_distill.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
