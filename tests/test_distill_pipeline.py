@@ -177,3 +177,23 @@ def test_best_epoch_ties_go_to_the_lower_validation_loss(trained, tmp_path, monk
     settings = trainer.TrainSettings(epochs=4, progress=False)
     summary = trainer.fit(model, step, splits, settings, tmp_path / "tie", inputs="signal", metadata={"model": "x"})
     assert summary["best_epoch"] == 2
+
+
+def test_pi_augmented_student_from_a_pinet_checkpoint(trained, tmp_path):
+    from topokd.pinet import PINet
+
+    cfg, splits, _ = trained
+    X = splits.train.signals.astype(float)
+    pinet = PINet("signal", pi_params={"resolution": 12}, widths=(4, 8, 8, 8), epochs=1, optimizer="adamw",
+                  progress=False).fit(X)
+    pinet.save(tmp_path / "pinet.safetensors")
+    raw = tiny_config(tmp_path, pinet=str(tmp_path / "pinet.safetensors"), pi_model="resnet8")
+    raw["output"] = str(cfg.output)
+    raw["student"]["losses"] = {"ce": 0.5, "kd": 0.5, "at": 1.0}
+    summary = distill(parse_config(raw), splits)
+    assert 0.0 <= summary["test_acc"] <= 1.0
+    tensors, meta = load_checkpoint(cfg.output / "student" / "best.safetensors")
+    assert meta["model"]["pinet"].endswith("pinet.safetensors")
+    assert any(k.startswith("pinet.") for k in tensors)  # the frozen PI-Net ships inside the student
+    with pytest.raises(ValueError, match="needs both 'pinet'"):
+        parse_config(tiny_config(tmp_path, pi_model="resnet8"))

@@ -48,6 +48,10 @@ class TeacherUse:
 class StudentSpec:
     model: str
     teachers: list[TeacherUse] = field(default_factory=list)
+    # PI-augmented student: a trained signal PI-Net checkpoint (frozen inside
+    # the student) and the 2-D model over its PIs.
+    pinet: str | None = None
+    pi_model: str | None = None
     losses: dict = field(default_factory=lambda: {"ce": 1.0})
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -121,6 +125,10 @@ def parse_config(raw: dict, base_dir: Path | None = None) -> ExperimentConfig:
             if use.weight < 0:
                 raise ValueError(f"student.teachers: weight of {use.name!r} must be >= 0")
         student = _build(StudentSpec, {**spec, "teachers": uses, "train": train}, "student")
+        if (student.pinet is None) != (student.pi_model is None):
+            raise ValueError("student: a PI-augmented student needs both 'pinet' (checkpoint) and 'pi_model'")
+        if student.pinet is not None and base_dir is not None and not Path(student.pinet).is_absolute():
+            student.pinet = str(base_dir / student.pinet)
         _check_losses(student.losses, bool(uses))
     return ExperimentConfig(output=output, data=data, teachers=teachers, student=student, seed=seed, device=device)
 

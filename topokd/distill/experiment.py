@@ -21,7 +21,7 @@ from .augment import get_augmentation
 from .config import ExperimentConfig, StudentSpec, TeacherSpec
 from .data import Splits, load_splits
 from .losses import AMDLoss, AttentionTransfer, MultiTeacherKD, SimilarityPreserving, partial_mixup
-from .models import FeatureExtractor, FusionTeacher, PITeacher, create_model
+from .models import FeatureExtractor, FusionTeacher, PIAugmentedStudent, PITeacher, create_model
 from .trainer import Batch, TrainSettings, copy_frozen, fit, model_input
 
 
@@ -47,6 +47,18 @@ def build_teacher(spec: TeacherSpec, splits: Splits) -> tuple[nn.Module, dict]:
         model = FusionTeacher(create_model(spec.model, dims=1, num_classes=0, in_channels=channels),
                               create_model(spec.pi_model, dims=2, num_classes=0, in_channels=pi_channels), classes)
     return model, desc
+
+
+def build_student(spec: StudentSpec, classes: int, channels: int) -> nn.Module:
+    """The student: a 1-D model on the raw signal, or, with ``pinet``, a
+    :class:`PIAugmentedStudent` that computes PIs with a frozen PI-Net."""
+    if spec.pinet is None:
+        return create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
+    from ..pinet import PINet
+
+    pinet = PINet.load(spec.pinet, kind="signal", in_channels=channels, progress=False)
+    return PIAugmentedStudent(create_model(spec.model, dims=1, num_classes=0, in_channels=channels), pinet,
+                              create_model(spec.pi_model, dims=2, num_classes=0, in_channels=channels), classes)
 
 
 def _augmenter(settings: TrainSettings):
@@ -116,7 +128,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     splits = splits or prepare_data(cfg)
     classes, channels = len(splits.classes), splits.train.signals.shape[2]
     torch.manual_seed(spec.train.seed)
-    student = create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
+    student = build_student(spec, classes, channels)
     teachers = [(use, cfg.teachers[use.name], load_teacher(cfg, use.name, use.checkpoint, splits))
                 for use in spec.teachers]
     weights = [use.weight for use, _, _ in teachers]
@@ -129,7 +141,8 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     for name, cls in (("at", AttentionTransfer), ("amd", AMDLoss), ("sp", SimilarityPreserving)):
         if name in losses and losses[name][0] > 0:
             feature_losses[name] = (losses[name][0], cls(**losses[name][1]))
-    s_layers = list(student.feature_layers)
+    # A PI-augmented student pairs its raw-signal branch with the teachers.
+    s_layers = [n for n in student.feature_layers if not n.startswith("pi_backbone.")]
     s_fx = FeatureExtractor(student, s_layers) if feature_losses else None
     t_fx = [FeatureExtractor(t, list(t.feature_layers)[-len(s_layers):], detach=True) if feature_losses else None
             for _, _, t in teachers]
@@ -185,7 +198,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
         return total, parts
 
     meta = {"role": "student", "model": {"model": spec.model, "inputs": "signal", "num_classes": classes,
-                                         "in_channels": channels},
+                                         "in_channels": channels, "pinet": spec.pinet, "pi_model": spec.pi_model},
             "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u, _, _ in teachers],
             "losses": spec.losses, "data": splits.description, "classes": splits.classes}
     try:
