@@ -20,6 +20,7 @@ EPILOG = """examples:
   topokd pi cifar.npy -o pis.npz --kind image --channels-last --mode cubical --resolution 32
   topokd presets
   topokd pinet train --data basic-motions:train -o bm.safetensors --optimizer adamw
+  topokd compress runs/x/student/best.safetensors compress.yaml -o runs/x/compressed
 """
 
 
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .distill.cli import add_parsers as add_distill_parsers
 
     add_distill_parsers(sub)
+
+    from .compress.cli import add_parser as add_compress_parser
+
+    add_compress_parser(sub)
 
     demo = sub.add_parser(
         "demo", help="persistence images of a built-in synthetic wearable data set",
@@ -240,6 +245,10 @@ def main(argv=None) -> int:
             from .distill.cli import run as run_distill
 
             return run_distill(args)
+        if args.command == "compress":
+            from .compress.cli import run as run_compress
+
+            return run_compress(args)
         if args.command == "pinet":
             from .pinet.cli import run as run_pinet
 
