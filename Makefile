@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test bench bench-pinet bench-distill clean
+.PHONY: install demo test bench bench-pinet bench-distill bench-compress clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-pinet: $(STAMP)
 
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/bench_distill.py
+
+bench-compress: $(STAMP)
+	$(BIN)/python benchmarks/bench_compress.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

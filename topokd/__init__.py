@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 # PyTorch-based parts load on first use, so `import topokd` stays light.
 _LAZY = {"pinet": ("pinet", None), "PINet": ("pinet", "PINet"), "SignalPINet": ("pinet", "SignalPINet"),
-         "ImagePINet": ("pinet", "ImagePINet"), "distill": ("distill", None)}
+         "ImagePINet": ("pinet", "ImagePINet"), "distill": ("distill", None), "compress": ("compress", None)}
 
 
 def __getattr__(name):
@@ -44,6 +44,7 @@ __all__ = [
     "SignalPINet",
     "SignalPersistenceImages",
     "__version__",
+    "compress",
     "data",
     "distill",
     "cubical_diagrams",
