@@ -48,10 +48,8 @@ import datetime as _dt
 import importlib.metadata as _md
 import json
 import os
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -270,39 +268,20 @@ def summarize(runs: list[dict], variants) -> dict:
 # Machine / report
 # ---------------------------------------------------------------------------
 def machine_info(threads: int) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
-    versions = {"python": platform.python_version()}
-    for pkg in ("topokd", "torch", "numpy", "numba", "aeon", "safetensors"):
+    """bench_tda's machine description plus torch's versions, threads and the load."""
+    from bench_tda import machine_info as tda_machine_info
+
+    info = tda_machine_info()
+    for pkg in ("torch", "aeon", "safetensors"):
         try:
-            versions[pkg] = _md.version(pkg)
+            info["versions"][pkg] = _md.version(pkg)
         except _md.PackageNotFoundError:
-            versions[pkg] = "not installed"
-    git = {}
-    try:
-        git["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                       capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        git["dirty"] = bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        pass
+            info["versions"][pkg] = "not installed"
     try:
         load = os.getloadavg()
     except OSError:
         load = None
-    return {"nproc": nproc, "cpu_model": cpu, "platform": platform.platform(), "torch_threads": threads,
-            "loadavg_at_start": load, "versions": versions, "git": git}
+    return {**info, "torch_threads": threads, "loadavg_at_start": load}
 
 
 def pct(s: dict, key="mean") -> str:

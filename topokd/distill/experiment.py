@@ -10,7 +10,6 @@ Output layout under ``config.output``::
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
