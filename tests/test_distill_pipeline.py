@@ -197,3 +197,13 @@ def test_pi_augmented_student_from_a_pinet_checkpoint(trained, tmp_path):
     assert any(k.startswith("pinet.") for k in tensors)  # the frozen PI-Net ships inside the student
     with pytest.raises(ValueError, match="needs both 'pinet'"):
         parse_config(tiny_config(tmp_path, pi_model="resnet8"))
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.student is not None and cfg.teachers
