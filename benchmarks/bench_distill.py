@@ -60,6 +60,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench_tda import _short  # noqa: E402
+from bench_tda import machine_info as _tda_machine_info  # noqa: E402
 
 DATASETS = ("basic-motions", "synthetic")
 KD = {"weight": 0.9, "temperature": 4.0}
@@ -269,9 +272,7 @@ def summarize(runs: list[dict], variants) -> dict:
 # ---------------------------------------------------------------------------
 def machine_info(threads: int) -> dict:
     """bench_tda's machine description plus torch's versions, threads and the load."""
-    from bench_tda import machine_info as tda_machine_info
-
-    info = tda_machine_info()
+    info = _tda_machine_info()
     for pkg in ("torch", "aeon", "safetensors"):
         try:
             info["versions"][pkg] = _md.version(pkg)
@@ -495,14 +496,6 @@ def parse_args(argv=None):
             p.error(f"unknown variant {v!r}; choose from {list(VARIANTS)}")
     args.name = args.name or ("distill-quick" if q else "distill")
     return args
-
-
-def _short(path: str) -> str:
-    try:
-        rel = os.path.relpath(os.path.abspath(path))
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 def write_results(args, res: dict) -> None:

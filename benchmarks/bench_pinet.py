@@ -56,6 +56,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_tda import machine_info as _tda_machine_info  # noqa: E402
 from bench_tda import ref_authors  # noqa: E402
+from bench_tda import _short  # noqa: E402
 
 T0 = time.perf_counter()
 
@@ -420,14 +421,6 @@ def parse_args(argv=None):
     if not 0 < args.syn_train < args.syn_windows:
         p.error("--syn-train must be between 1 and --syn-windows - 1")
     return args
-
-
-def _short(path: str) -> str:
-    try:
-        rel = os.path.relpath(os.path.abspath(path))
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
 
 
 def main(argv=None) -> int:

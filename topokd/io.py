@@ -182,6 +182,19 @@ class NpzChunkWriter:
             self.abort()
 
 
+def read_yaml(path: str | os.PathLike):
+    """A YAML config file, parsed safely (no object construction)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The JSON metadata stored by :class:`NpzChunkWriter`."""
     with np.load(path, allow_pickle=False) as data:

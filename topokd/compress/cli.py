@@ -67,16 +67,9 @@ def add_parser(sub) -> None:
 # config
 # ---------------------------------------------------------------------------
 def load_config(path) -> dict:
-    import yaml
+    from ..io import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    return parse_config(raw, base_dir=path.parent)
+    return parse_config(read_yaml(path), base_dir=Path(path).parent)
 
 
 def parse_config(raw, base_dir: Path | None = None) -> dict:

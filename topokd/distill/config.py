@@ -149,13 +149,6 @@ def _check_losses(losses: dict, has_teachers: bool) -> None:
 
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate a YAML config; relative ``output`` is relative to the file."""
-    import yaml
+    from ..io import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
-    return parse_config(raw, base_dir=path.parent)
+    return parse_config(read_yaml(path), base_dir=Path(path).parent)
