@@ -121,11 +121,7 @@ def _feature_pair(student: Tensor, teacher: Tensor, s_name="student_features", t
             f"{s_name} and {t_name} must both be 1-D (B, C, L) or both 2-D (B, C, H, W) maps, got "
             f"{tuple(student.shape)} and {tuple(teacher.shape)}"
         )
-    if student.shape[0] != teacher.shape[0]:
-        raise ValueError(
-            f"{s_name} and {t_name} must have the same batch size, got shapes "
-            f"{tuple(student.shape)} and {tuple(teacher.shape)}"
-        )
+    _batch_pair(student, teacher, s_name, t_name)
 
 
 def _pairs(student, teacher, s_name="student_features", t_name="teacher_features") -> list[tuple[Tensor, Tensor]]:
