@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
-from . import __version__
-from .tda.pipeline import MODES, SCALES, ImagePersistenceImages, SignalPersistenceImages
-from .tda.presets import PRESETS, list_presets
+from .. import __version__
+from ..tda.pipeline import MODES, SCALES, ImagePersistenceImages, SignalPersistenceImages
+from ..tda.presets import PRESETS, list_presets
 
 EPILOG = """examples:
   topokd pi windows.npy -o pis.npz --kind signal
@@ -93,17 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the parameter presets and where they come from")
 
-    from .pinet.cli import add_parser as add_pinet_parser
+    # The sub-commands' parsers import no torch: their heavy modules load in run().
+    from . import compress, distill, pinet
 
-    add_pinet_parser(sub)
-
-    from .distill.cli import add_parsers as add_distill_parsers
-
-    add_distill_parsers(sub)
-
-    from .compress.cli import add_parser as add_compress_parser
-
-    add_compress_parser(sub)
+    pinet.add_parser(sub)
+    distill.add_parsers(sub)
+    compress.add_parser(sub)
 
     demo = sub.add_parser(
         "demo", help="persistence images of a built-in synthetic wearable data set",
@@ -128,7 +123,7 @@ def _overrides(args) -> dict:
 
 
 def _run_pi(args) -> int:
-    from .io import NpzChunkWriter, open_array
+    from ..io import NpzChunkWriter, open_array
 
     params = _overrides(args)
     if args.kind == "signal":
@@ -198,9 +193,9 @@ def _jsonable(config: dict) -> dict:
 
 
 def _run_demo(args) -> int:
-    from .data import ACTIVITIES, wearable_windows
-    from .io import NpzChunkWriter
-    from .tda import sublevel_diagrams
+    from ..data import ACTIVITIES, wearable_windows
+    from ..io import NpzChunkWriter
+    from ..tda import sublevel_diagrams
 
     X, y = wearable_windows(args.windows, args.length, 3, seed=args.seed)
     transformer = SignalPersistenceImages()  # the "standard-signal" preset
@@ -242,15 +237,15 @@ def main(argv=None) -> int:
         if args.command == "demo":
             return _run_demo(args)
         if args.command in ("train-teacher", "distill", "run"):
-            from .distill.cli import run as run_distill
+            from .distill import run as run_distill
 
             return run_distill(args)
         if args.command == "compress":
-            from .compress.cli import run as run_compress
+            from .compress import run as run_compress
 
             return run_compress(args)
         if args.command == "pinet":
-            from .pinet.cli import run as run_pinet
+            from .pinet import run as run_pinet
 
             return run_pinet(args)
         if args.command == "presets":

@@ -23,8 +23,8 @@ def add_parsers(sub) -> None:
 
 
 def run(args) -> int:
-    from .config import load_config
-    from .experiment import distill, prepare_data, run as run_all, train_teacher
+    from ..distill.config import load_config
+    from ..distill.experiment import distill, prepare_data, run as run_all, train_teacher
 
     cfg = load_config(args.config)
     for settings in [t.train for t in cfg.teachers.values()] + ([cfg.student.train] if cfg.student else []):
