@@ -93,8 +93,11 @@ def test_integer_and_bool_inputs_are_cast():
     (dict(layout="legacy", birth_range=(0.0, 1.0), pers_range=(0.0, 2.0)), "pers_range=None"),
 ])
 def test_persistence_image_parameters(kwargs, message):
-    with pytest.raises((ValueError, TypeError), match=message):
-        topokd.PersistenceImage(**kwargs)
+    pi = topokd.PersistenceImage(**kwargs)  # stored unchecked (scikit-learn's contract) ...
+    with pytest.raises(topokd.tda.InvalidParameterError, match=message):
+        pi.fit()  # ... and refused by fit
+    with pytest.raises(ValueError, match=f"PersistenceImage: .*{message}"):
+        pi.transform(np.array([[0.0, 0.5]]))  # ... and by transform
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -79,3 +79,36 @@ def test_cuda_matches_cpu(rng):
     cpu = imager.to_torch()(torch.tensor(pairs), torch.tensor(counts))
     gpu = imager.to_torch(device="cuda")(torch.tensor(pairs, device="cuda"), torch.tensor(counts, device="cuda"))
     np.testing.assert_allclose(gpu.cpu().numpy(), cpu.numpy(), atol=1e-12)
+
+
+def test_module_is_a_snapshot_of_the_current_parameters(rng):
+    imager = topokd.PersistenceImage(resolution=6, sigma=0.1)
+    old = imager.to_torch()
+    imager.set_params(sigma=0.3, resolution=(7, 4), normalize="max")  # after construction
+    diagrams = _diagrams(rng)
+    pairs, counts = stack_diagrams(diagrams)
+    new = imager.to_torch()(torch.tensor(pairs), torch.tensor(counts))
+    np.testing.assert_allclose(new.numpy(), imager.transform(diagrams), rtol=0, atol=1e-12)
+    kept = old(torch.tensor(pairs), torch.tensor(counts))  # built before the change: unchanged
+    np.testing.assert_allclose(kept.numpy(), topokd.PersistenceImage(resolution=6, sigma=0.1).transform(diagrams),
+                               rtol=0, atol=1e-12)
+    # Built from the public spec alone (no private fields of PersistenceImage).
+    from topokd.tda.torch_images import TorchPersistenceImage
+
+    same = TorchPersistenceImage(imager.spec())(torch.tensor(pairs), torch.tensor(counts))
+    np.testing.assert_array_equal(same.numpy(), new.numpy())
+
+
+def test_numpy_engine_does_not_import_torch():
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, topokd; topokd.PersistenceImage().transform([[[0.0, 0.5]]]); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    # No import circle: images.py imports torch_images only inside to_torch().
+    tree = ast.parse(Path(topokd.tda.images.__file__).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not any("torch" in (getattr(n, "module", None) or "") or any("torch" in a.name for a in n.names)
+                   for n in top)

@@ -129,11 +129,11 @@ def _run_pi(args) -> int:
     if args.kind == "signal":
         if "order" in vars(args):
             raise ValueError("--order applies to images only")
-        transformer = SignalPersistenceImages(args.preset, **params)
+        transformer = SignalPersistenceImages(args.preset, **params).fit()  # validate before reading input
     else:
         if args.channels_first:
             raise ValueError("--channels-first applies to signals; images are (N, C, H, W) or use --channels-last")
-        transformer = ImagePersistenceImages(args.mode, args.preset, **params)
+        transformer = ImagePersistenceImages(args.mode, args.preset, **params).fit()
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
 

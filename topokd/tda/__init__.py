@@ -1,13 +1,15 @@
 """Topological data analysis: diagrams, persistence images, presets, pipelines."""
 
 from .diagrams import cubical_diagrams, flatten_image, image_diagrams, signal_diagrams, sublevel_diagrams
-from .images import PersistenceImage
+from .images import InvalidParameterError, PersistenceImage
 from .pipeline import ImagePersistenceImages, SignalPersistenceImages, image_pis, signal_pis
-from .presets import PRESETS, get_preset, list_presets
+from .presets import PRESET, PRESETS, get_preset, list_presets
 
 __all__ = [
+    "PRESET",
     "PRESETS",
     "ImagePersistenceImages",
+    "InvalidParameterError",
     "PersistenceImage",
     "SignalPersistenceImages",
     "cubical_diagrams",

@@ -32,7 +32,11 @@ Two layouts
 
 from __future__ import annotations
 
+import inspect
+import operator
+from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,8 +48,241 @@ LAYOUTS = ("persim", "legacy")
 NORMALIZE = (None, "max")
 
 
-class PersistenceImage:
-    """Diagram -> persistence image transformer (scikit-learn style).
+class InvalidParameterError(ValueError, TypeError):
+    """A parameter of a topokd transformer has an invalid value.
+
+    Raised by ``fit`` / ``transform`` (never by ``__init__`` or
+    ``set_params``, which store values unchecked).  Like scikit-learn's
+    error of the same name it is both a ``ValueError`` and a ``TypeError``.
+    """
+
+
+_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+class ParamsMixin:
+    """``get_params`` / ``set_params`` / ``repr`` with scikit-learn's semantics,
+    without depending on scikit-learn.
+
+    The parameters are the arguments of ``__init__`` (no ``*args`` or
+    ``**kwargs``), each stored unchanged as an attribute of the same name, so
+    ``sklearn.base.clone``, ``Pipeline`` and ``GridSearchCV`` work.  The
+    subclasses are stateless transformers: ``fit`` only validates, and an
+    estimator that was never fit transforms as well.
+    """
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """Names of the ``__init__`` arguments, in signature order."""
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = []
+            for p in inspect.signature(cls.__init__).parameters.values():
+                if p.name == "self":
+                    continue
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    raise RuntimeError(f"{cls.__name__}.__init__ must not take *args or **kwargs")
+                names.append(p.name)
+            names = _PARAM_NAMES[cls] = tuple(names)
+        return list(names)
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor parameters, ``{name: value}`` (``deep``: also
+        ``name__sub`` for parameters that have ``get_params`` themselves)."""
+        out = {}
+        for key in self._get_param_names():
+            value = getattr(self, key)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+            out[key] = value
+        return out
+
+    def set_params(self, **params):
+        """Set parameters (``name=value``, or ``name__sub=value`` for a nested
+        estimator); they take effect on the next ``fit`` / ``transform``,
+        which validate them.  Returns ``self``."""
+        valid = self.get_params(deep=True)
+        nested = defaultdict(dict)
+        for full, value in params.items():
+            key, delim, sub = full.partition("__")
+            if key not in valid:
+                raise ValueError(
+                    f"invalid parameter {key!r} for {type(self).__name__}; "
+                    f"valid parameters are {self._get_param_names()}"
+                )
+            if delim:
+                nested[key][sub] = value
+            else:
+                setattr(self, key, value)
+                valid[key] = value
+        for key, sub in nested.items():
+            valid[key].set_params(**sub)
+        return self
+
+    def __repr__(self) -> str:
+        """Class name and the parameters that differ from the defaults."""
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items()
+                         if not _same(v, defaults.get(k, inspect.Parameter.empty)))
+        return f"{type(self).__name__}({args})"
+
+    def __getstate__(self) -> dict:
+        # Derived caches are rebuilt from the parameters on demand.
+        return {k: v for k, v in self.__dict__.items() if k != "_cache"}
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless: fit only validates
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn (>= 1.6) calls this, so it may import it.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=[]),
+                    input_tags=InputTags(two_d_array=False, three_d_array=True), requires_fit=False)
+
+    def _cached(self, build):
+        """``build()``, recomputed only when a parameter changed since the last call
+        (by assignment, ``set_params`` or in place, e.g. a list or an array)."""
+        values = [getattr(self, k) for k in self._get_param_names()]
+        cached = self.__dict__.get("_cache")
+        if cached is not None:
+            old_values, immutable, key, result = cached
+            # Fast path: the very same immutable objects as last time.
+            if immutable and all(map(operator.is_, values, old_values)):
+                return result
+            if _freeze(values) == key:
+                return result
+        result = build()
+        self._cache = (values, all(map(_immutable, values)), _freeze(values), result)
+        return result
+
+
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b) or isinstance(a, np.ndarray):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. elementwise comparison
+        return False
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_})
+
+
+def _immutable(value) -> bool:
+    """Whether ``value`` cannot change in place (callables count: compared by identity)."""
+    t = type(value)
+    if t in _SCALARS:
+        return True
+    if t is tuple:
+        return all(map(_immutable, value))
+    return callable(value) and not isinstance(value, np.ndarray)
+
+
+def _freeze(value):
+    """A comparable snapshot of a parameter value (arrays by content,
+    callables by identity, types kept so that 1, 1.0 and True differ)."""
+    t = type(value)
+    if t in _SCALARS:
+        return t, value
+    if t is tuple or t is list:
+        return t, *map(_freeze, value)
+    if isinstance(value, np.ndarray):
+        return "ndarray", value.dtype.str, value.shape, value.tobytes()
+    if callable(value):
+        return "callable", id(value), value
+    return t, value
+
+
+class ImageSpec(NamedTuple):
+    """Resolved, validated parameters of a :class:`PersistenceImage`.
+
+    Pixel edges are in kernel order (birth axis first, legacy images not yet
+    transposed or flipped); ``sigma`` is the (birth, persistence) standard
+    deviation pair; ``weight`` is ``"linear"``, ``"linear_max"`` or the
+    callable.  Arrays are read-only.
+    """
+
+    birth_lower: np.ndarray
+    birth_upper: np.ndarray
+    pers_lower: np.ndarray
+    pers_upper: np.ndarray
+    sigma: tuple[float, float]
+    weight: str | Callable
+    normalize: str | None
+    layout: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of one output image (legacy: ``(ny, nx)``)."""
+        shape = (len(self.birth_lower), len(self.pers_lower))
+        return shape if self.layout == "persim" else shape[::-1]
+
+
+class _Grid(NamedTuple):
+    spec: ImageSpec
+    kernel_shape: tuple[int, int]
+    b_axis: tuple
+    p_axis: tuple
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.array(arr, np.float64)
+    arr.flags.writeable = False
+    return arr
+
+
+def _build_grid(resolution, birth_range, pers_range, sigma, weight, normalize, layout) -> _Grid:
+    """Validate the parameters and lay out the pixel grid (raises ValueError / TypeError)."""
+    check_choice(layout, "layout", LAYOUTS)
+    check_choice(normalize, "normalize", NORMALIZE)
+    nb, npers = check_resolution(resolution)
+    b0, b1 = check_range(birth_range, "birth_range")
+    if layout == "persim":
+        if pers_range is None:
+            raise ValueError("pers_range is required with layout='persim'; pass pers_range=(low, high)")
+        p0, p1 = check_range(pers_range, "pers_range")
+        wb, wp = (b1 - b0) / nb, (p1 - p0) / npers
+        # Same arithmetic as persim.PersistenceImager._create_mesh.
+        be = np.linspace(b0, b1 + wb, nb + 1, endpoint=False, dtype=np.float64)
+        pe = np.linspace(p0, p1 + wp, npers + 1, endpoint=False, dtype=np.float64)
+        b_lower, b_upper, p_lower, p_upper = be[:nb], be[1:], pe[:npers], pe[1:]
+        # Shared grids pass all R + 1 edges as "lower" (see the kernel).
+        b_kernel, p_kernel = (be, None), (pe, None)
+    else:
+        if b0 > 0:
+            raise ValueError(
+                f"layout='legacy' starts the birth axis at min(minBD, 0) like persim.PersImage; "
+                f"got birth_range={birth_range!r}: use birth_range=(0, {b1!r}) or layout='persim'"
+            )
+        if b1 <= 0:
+            raise ValueError(f"layout='legacy' needs maxBD = birth_range[1] > 0, got {b1!r}")
+        if pers_range is not None and tuple(map(float, pers_range)) != (0.0, b1):
+            raise ValueError(
+                f"layout='legacy' always spans persistence (0, maxBD) = (0, {b1!r}); "
+                f"leave pers_range=None (got {pers_range!r})"
+            )
+        wb = wp = b1 / npers
+        b_lower = np.linspace(b0, b1, nb)
+        b_upper = np.linspace(b0, b1, nb) + wb
+        p_lower = np.linspace(0, b1, npers)
+        p_upper = np.linspace(0, b1, npers) + wp
+        b_kernel, p_kernel = (b_lower, b_upper), (p_lower, p_upper)
+    sigmas = (wb, wp) if sigma is None else check_pair(sigma, "sigma", check_positive)
+    if weight is None:
+        weight = "linear" if layout == "persim" else "linear_max"
+    if not callable(weight):
+        check_choice(weight, "weight", WEIGHTS)
+    spec = ImageSpec(_readonly(b_lower), _readonly(b_upper), _readonly(p_lower), _readonly(p_upper),
+                     (float(sigmas[0]), float(sigmas[1])), weight, normalize, layout)
+    return _Grid(spec, (nb, npers), K.axis_spec(*b_kernel, spec.sigma[0]), K.axis_spec(*p_kernel, spec.sigma[1]))
+
+
+class PersistenceImage(ParamsMixin):
+    """Diagram -> persistence image transformer (scikit-learn compatible).
 
     Parameters
     ----------
@@ -54,19 +291,23 @@ class PersistenceImage:
     birth_range, pers_range : (float, float), default (0, 1)
         Extent of the image in birth and in persistence (death - birth).
         With ``layout="legacy"`` ``birth_range`` is ``(minBD, maxBD)`` and
-        ``pers_range`` must be left ``None`` (it is always ``(0, maxBD)``).
-    sigma : float or (float, float), optional
+        ``pers_range`` must be ``None`` (it is always ``(0, maxBD)``).
+    sigma : float or (float, float) or None, default None
         Standard deviation of the Gaussian along (birth, persistence).
-        Default: one pixel width (``maxBD/ny`` for legacy, as ``PersImage``).
-    weight : "linear", "linear_max" or callable, optional
+        ``None``: one pixel width (``maxBD/ny`` for legacy, as ``PersImage``).
+    weight : "linear", "linear_max", callable or None, default None
         ``"linear"``: ``w = p``; ``"linear_max"``: ``w = p / max(p)`` within
         each diagram (``PersImage``'s weighting); a callable gets
-        ``(birth, persistence)`` arrays and returns weights.  Default
+        ``(birth, persistence)`` arrays and returns weights.  ``None``:
         ``"linear"`` (``"linear_max"`` for the legacy layout).
     normalize : None or "max", default None
         ``"max"`` divides each image by its maximum; all-zero images stay zero.
     layout : "persim" or "legacy", default "persim"
         See the module docstring.
+
+    The parameters are stored as given and checked by :meth:`fit` /
+    :meth:`transform` (:class:`InvalidParameterError`); changing one (by
+    assignment or :meth:`set_params`) takes effect on the next call.
     """
 
     def __init__(
@@ -86,85 +327,45 @@ class PersistenceImage:
         self.weight = weight
         self.normalize = normalize
         self.layout = layout
-        self._setup()
 
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in
-                ("resolution", "birth_range", "pers_range", "sigma", "weight", "normalize", "layout")}
+    # -- resolved grid ------------------------------------------------------
+    def _grid(self, owner: str | None = None) -> _Grid:
+        """The validated grid of the current parameters (cached until one changes)."""
+        def build():
+            try:
+                return _build_grid(self.resolution, self.birth_range, self.pers_range, self.sigma,
+                                   self.weight, self.normalize, self.layout)
+            except (TypeError, ValueError) as exc:
+                raise InvalidParameterError(f"{owner or type(self).__name__}: {exc}") from None
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"PersistenceImage({args})"
+        return self._cached(build)
 
-    # -- set-up -------------------------------------------------------------
-    def _setup(self) -> None:
-        check_choice(self.layout, "layout", LAYOUTS)
-        check_choice(self.normalize, "normalize", NORMALIZE)
-        nb, npers = check_resolution(self.resolution)
-        b0, b1 = check_range(self.birth_range, "birth_range")
-        if self.layout == "persim":
-            if self.pers_range is None:
-                raise ValueError("pers_range is required with layout='persim'")
-            p0, p1 = check_range(self.pers_range, "pers_range")
-            wb, wp = (b1 - b0) / nb, (p1 - p0) / npers
-            # Same arithmetic as persim.PersistenceImager._create_mesh.
-            be = np.linspace(b0, b1 + wb, nb + 1, endpoint=False, dtype=np.float64)
-            pe = np.linspace(p0, p1 + wp, npers + 1, endpoint=False, dtype=np.float64)
-            # Shared grids pass all R + 1 edges as "lower" (see the kernel).
-            self._b_lower, self._b_upper = be, be[1:].copy()
-            self._p_lower, self._p_upper = pe, pe[1:].copy()
-            self._shared = True
-        else:
-            if b0 > 0:
-                raise ValueError(
-                    f"layout='legacy' starts the birth axis at min(minBD, 0) like persim.PersImage; "
-                    f"got birth_range={self.birth_range!r}: use birth_range=(0, {b1!r}) or layout='persim'"
-                )
-            if b1 <= 0:
-                raise ValueError(f"layout='legacy' needs maxBD = birth_range[1] > 0, got {b1!r}")
-            if self.pers_range is not None and tuple(map(float, self.pers_range)) != (0.0, b1):
-                raise ValueError(
-                    f"layout='legacy' always spans persistence (0, maxBD) = (0, {b1!r}); "
-                    f"leave pers_range=None (got {self.pers_range!r})"
-                )
-            wb = wp = b1 / npers
-            self._b_lower = np.linspace(b0, b1, nb)
-            self._b_upper = np.linspace(b0, b1, nb) + wb
-            self._p_lower = np.linspace(0, b1, npers)
-            self._p_upper = np.linspace(0, b1, npers) + wp
-            self._shared = False
-        if self.sigma is None:
-            self._sigma = (wb, wp)
-        else:
-            self._sigma = check_pair(self.sigma, "sigma", check_positive)
-        self._b_axis = K.axis_spec(self._b_lower, None if self._shared else self._b_upper, self._sigma[0])
-        self._p_axis = K.axis_spec(self._p_lower, None if self._shared else self._p_upper, self._sigma[1])
-        weight = self.weight
-        if weight is None:
-            weight = "linear" if self.layout == "persim" else "linear_max"
-        if not callable(weight):
-            check_choice(weight, "weight", WEIGHTS)
-        self._weight = weight
-        self._shape = (nb, npers)
+    def spec(self) -> ImageSpec:
+        """The resolved parameters as plain numbers and arrays (:class:`ImageSpec`):
+        pixel edges, sigma pair, weight, normalize, layout."""
+        return self._grid().spec
 
     @property
     def shape(self) -> tuple[int, int]:
         """Shape of one output image (legacy: ``(ny, nx)``)."""
-        return self._shape if self.layout == "persim" else self._shape[::-1]
+        return self._grid().spec.shape
 
     @property
     def birth_edges(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) birth edges of the pixels, in kernel (un-flipped) order."""
-        return self._b_lower[: self._shape[0]].copy(), self._b_upper.copy()
+        spec = self._grid().spec
+        return spec.birth_lower.copy(), spec.birth_upper.copy()
 
     @property
     def pers_edges(self) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) persistence edges of the pixels, in kernel order."""
-        return self._p_lower[: self._shape[1]].copy(), self._p_upper.copy()
+        spec = self._grid().spec
+        return spec.pers_lower.copy(), spec.pers_upper.copy()
 
     # -- scikit-learn API ---------------------------------------------------
     def fit(self, X=None, y=None):
-        """No-op (the grid is fixed by the parameters); returns ``self``."""
+        """Validate the parameters (the grid is fixed by them); returns ``self``."""
+        self._grid()
         return self
 
     def transform(self, diagrams):
@@ -174,6 +375,7 @@ class PersistenceImage:
         image of :attr:`shape`, or a sequence of such arrays -> ``(n, *shape)``.
         Returns float64.
         """
+        grid = self._grid()
         single = isinstance(diagrams, np.ndarray) and diagrams.ndim == 2
         if single:
             diagrams = [diagrams]
@@ -188,11 +390,11 @@ class PersistenceImage:
         for i, d in enumerate(checked):
             pairs[i, : len(d)] = d
             counts[i] = len(d)
-        out = self.transform_pairs(pairs, counts)
+        out = _images(grid, pairs, counts, None)
         return out[0] if single else out
 
     def fit_transform(self, diagrams, y=None):
-        return self.transform(diagrams)
+        return self.fit().transform(diagrams)
 
     def transform_pairs(self, pairs: np.ndarray, counts: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Images of diagrams in the padded layout ``pairs[s, :counts[s]]``.
@@ -200,48 +402,56 @@ class PersistenceImage:
         ``pairs`` holds (birth, death) and is converted in place to
         (birth, persistence).  The fast path used by the batch pipelines.
         """
-        pairs[..., 1] -= pairs[..., 0]
-        weights = self._weights(pairs, counts)
-        raw = np.empty((pairs.shape[0], *self._shape), np.float64)
-        K.persistence_images(pairs, weights, counts, *self._b_axis, *self._p_axis, raw)
-        # One pass from the kernel's buffer to ``out``: orientation, scaling
-        # and dtype cast together (these arrays are hundreds of MB).
-        view = raw.transpose(0, 2, 1)[:, ::-1, :] if self.layout == "legacy" else raw
-        if out is None:
-            out = np.empty(view.shape, np.float64)
-        elif out.shape != view.shape:
-            raise ValueError(f"out has shape {out.shape}, expected {view.shape}")
-        if self.normalize == "max":
-            # Divide, never multiply by 1/peak: a subnormal peak would overflow.
-            peak = raw.max(axis=(1, 2))
-            np.divide(view, np.where(peak > 0, peak, 1.0)[:, None, None], out=out)
-        else:
-            np.copyto(out, view, casting="same_kind")
-        return out
-
-    def _weights(self, bp: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        valid = np.arange(bp.shape[1])[None, :] < counts[:, None]
-        pers = np.where(valid, bp[..., 1], 0.0)
-        if self._weight == "linear":
-            return pers
-        if self._weight == "linear_max":
-            peak = pers.max(axis=1, keepdims=True) if pers.shape[1] else np.ones((len(pers), 1))
-            return pers / np.where(peak > 0, peak, 1.0)
-        w = np.asarray(self._weight(bp[..., 0][valid], bp[..., 1][valid]), dtype=np.float64)
-        if w.shape != (int(valid.sum()),) or not np.all(np.isfinite(w)):
-            raise ValueError(
-                "the weight callable must return one finite weight per point "
-                f"(expected shape {(int(valid.sum()),)}, got {w.shape})"
-            )
-        full = np.zeros(pers.shape)
-        full[valid] = w
-        return full
+        return _images(self._grid(), pairs, counts, out)
 
     def to_torch(self, device=None):
-        """The same transform as a differentiable ``torch.nn.Module``."""
-        from .torch_images import TorchPersistenceImage
+        """The same transform as a differentiable ``torch.nn.Module``
+        (a snapshot of the current parameters)."""
+        from .torch_images import TorchPersistenceImage  # torch loads only here
 
         return TorchPersistenceImage(self, device=device)
+
+
+def _images(grid: _Grid, pairs: np.ndarray, counts: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """:meth:`PersistenceImage.transform_pairs` for an already resolved grid."""
+    spec = grid.spec
+    pairs[..., 1] -= pairs[..., 0]
+    weights = _weights(spec.weight, pairs, counts)
+    raw = np.empty((pairs.shape[0], *grid.kernel_shape), np.float64)
+    K.persistence_images(pairs, weights, counts, *grid.b_axis, *grid.p_axis, raw)
+    # One pass from the kernel's buffer to ``out``: orientation, scaling
+    # and dtype cast together (these arrays are hundreds of MB).
+    view = raw.transpose(0, 2, 1)[:, ::-1, :] if spec.layout == "legacy" else raw
+    if out is None:
+        out = np.empty(view.shape, np.float64)
+    elif out.shape != view.shape:
+        raise ValueError(f"out has shape {out.shape}, expected {view.shape}")
+    if spec.normalize == "max":
+        # Divide, never multiply by 1/peak: a subnormal peak would overflow.
+        peak = raw.max(axis=(1, 2))
+        np.divide(view, np.where(peak > 0, peak, 1.0)[:, None, None], out=out)
+    else:
+        np.copyto(out, view, casting="same_kind")
+    return out
+
+
+def _weights(weight, bp: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    valid = np.arange(bp.shape[1])[None, :] < counts[:, None]
+    pers = np.where(valid, bp[..., 1], 0.0)
+    if weight == "linear":
+        return pers
+    if weight == "linear_max":
+        peak = pers.max(axis=1, keepdims=True) if pers.shape[1] else np.ones((len(pers), 1))
+        return pers / np.where(peak > 0, peak, 1.0)
+    w = np.asarray(weight(bp[..., 0][valid], bp[..., 1][valid]), dtype=np.float64)
+    if w.shape != (int(valid.sum()),) or not np.all(np.isfinite(w)):
+        raise ValueError(
+            "the weight callable must return one finite weight per point "
+            f"(expected shape {(int(valid.sum()),)}, got {w.shape})"
+        )
+    full = np.zeros(pers.shape)
+    full[valid] = w
+    return full
 
 
 def _check_diagram(d, index: int) -> np.ndarray:

@@ -11,16 +11,18 @@ Work is done ``chunk_size`` samples at a time, so memory stays bounded and
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 from .._validation import check_choice, check_layout, check_nonnegative
 from .diagrams import grid_pairs, path_pairs
-from .images import PersistenceImage
-from .presets import IMAGE_KEYS, get_preset
+from .images import InvalidParameterError, ParamsMixin, PersistenceImage, _Grid, _images
+from .presets import IMAGE_KEYS, PARAM_KEYS, PRESET, get_preset, is_preset
 
 SCALES = (None, "standardize", "minmax", "unit")
 MODES = ("flatten", "cubical")
+ORDERS = ("row", "column")
 
 # Target size of the per-chunk diagram buffers; keeps peak memory ~ a few
 # hundred MB whatever N is.
@@ -51,35 +53,59 @@ def scale_rows(rows: np.ndarray, scale: str | None) -> np.ndarray:
     return rows
 
 
-class _PersistenceImagesBase:
+class _Resolved(NamedTuple):
+    config: dict
+    grid: _Grid
+
+
+class _PersistenceImagesBase(ParamsMixin):
     kind = ""
 
-    def __init__(self, preset: str | None = None, **params):
-        self.preset = preset
-        self.params = params
-        config = get_preset(preset, self.kind).resolve(params)
-        check_choice(config["scale"], "scale", SCALES)
-        check_choice(config["order"], "order", ("row", "column"))
-        config["min_persistence"] = check_nonnegative(config["min_persistence"], "min_persistence")
-        if not isinstance(config["keep_essential"], (bool, np.bool_)):
-            raise TypeError(f"keep_essential must be True or False, got {config['keep_essential']!r}")
-        self.config_ = config
-        self.imager_ = PersistenceImage(**{k: config[k] for k in IMAGE_KEYS})
+    def _resolve(self) -> _Resolved:
+        """Preset plus overrides, validated (cached until a parameter changes)."""
+        return self._cached(self._build)
+
+    def _build(self) -> _Resolved:
+        owner = type(self).__name__
+        overrides = {k: getattr(self, k) for k in self._get_param_names()
+                     if k in PARAM_KEYS and not is_preset(getattr(self, k))}
+        try:
+            if "mode" in self._get_param_names():
+                check_choice(self.mode, "mode", MODES)
+            config = get_preset(self.preset, self.kind).resolve(overrides)
+            check_choice(config["scale"], "scale", SCALES)
+            check_choice(config["order"], "order", ORDERS)
+            config["min_persistence"] = check_nonnegative(config["min_persistence"], "min_persistence")
+            if not isinstance(config["keep_essential"], (bool, np.bool_)):
+                raise TypeError(f"keep_essential must be True or False, got {config['keep_essential']!r}")
+        except (TypeError, ValueError) as exc:
+            raise InvalidParameterError(f"{owner}: {exc}") from None
+        grid = PersistenceImage(**{k: config[k] for k in IMAGE_KEYS})._grid(owner=owner)
+        return _Resolved(config, grid)
 
     def fit(self, X=None, y=None):
+        """Validate the parameters; returns ``self`` (nothing is learnt from ``X``)."""
+        self._resolve()
         return self
 
     def fit_transform(self, X, y=None, **kwargs):
-        return self.transform(X, **kwargs)
+        return self.fit().transform(X, **kwargs)
+
+    @property
+    def config_(self) -> dict:
+        """The resolved parameters (preset plus overrides), a fresh dict."""
+        return dict(self._resolve().config)
+
+    @property
+    def imager_(self) -> PersistenceImage:
+        """A :class:`~topokd.PersistenceImage` with the resolved image parameters."""
+        config = self._resolve().config
+        return PersistenceImage(**{k: config[k] for k in IMAGE_KEYS})
 
     @property
     def image_shape(self) -> tuple[int, int]:
-        return self.imager_.shape
-
-    @property
-    def _image_bytes(self) -> int:
-        """float64 working buffer of one image (the kernel's output)."""
-        return int(np.prod(self.image_shape)) * 8
+        """Shape of one persistence image (from the current parameters)."""
+        return self._resolve().grid.spec.shape
 
     def _chunks(self, n: int, per_sample_bytes: int, chunk_size: int | None):
         """Sample ranges of ``chunk_size`` (default: ~``_CHUNK_BYTES`` of
@@ -91,13 +117,20 @@ class _PersistenceImagesBase:
         step = int(chunk_size)
         return [(i, min(i + step, n)) for i in range(0, n, step)]
 
-    def _diagram_options(self):
-        return self.config_["min_persistence"], self.config_["keep_essential"]
 
-    def _path_images(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
-        rows = scale_rows(rows, self.config_["scale"])
-        pairs, counts = path_pairs(rows, *self._diagram_options())
-        return self.imager_.transform_pairs(pairs, counts, out=out)
+def _image_bytes(res: _Resolved) -> int:
+    """float64 working buffer of one image (the kernel's output)."""
+    return int(np.prod(res.grid.spec.shape)) * 8
+
+
+def _diagram_options(res: _Resolved):
+    return res.config["min_persistence"], res.config["keep_essential"]
+
+
+def _path_images(res: _Resolved, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    rows = scale_rows(rows, res.config["scale"])
+    pairs, counts = path_pairs(rows, *_diagram_options(res))
+    return _images(res.grid, pairs, counts, out)
 
 
 def _prepare_out(out, shape, dtype):
@@ -113,16 +146,77 @@ def _prepare_out(out, shape, dtype):
 class SignalPersistenceImages(_PersistenceImagesBase):
     """Per-channel H0 persistence images of multichannel signal windows.
 
-    ``SignalPersistenceImages(preset=None, **params).transform(X)`` with
-    ``X`` of shape ``(N, T, C)`` returns ``(N, C, *image_shape)``.  The
-    default preset is ``"standard-signal"``; ``params`` override it (see
-    :mod:`topokd.tda.presets` for the keys).
+    ``SignalPersistenceImages(preset, **overrides).transform(X)`` with ``X``
+    of shape ``(N, T, C)`` returns ``(N, C, *image_shape)`` (float32 by
+    default).  Each (window, channel) is scaled (``scale``), its sublevel H0
+    diagram computed, and the diagram imaged by a
+    :class:`~topokd.PersistenceImage`.
+
+    Parameters
+    ----------
+    preset : str or None, default None
+        Parameter set (:func:`topokd.list_presets`); ``None``:
+        ``"standard-signal"``.
+    resolution, birth_range, pers_range, sigma, weight, normalize, layout
+        The :class:`~topokd.PersistenceImage` parameters (``sigma`` is a
+        standard deviation, not persim's variance).
+    min_persistence : float >= 0
+        Keep only pairs with ``death - birth > min_persistence``.
+    keep_essential : bool
+        Keep the infinite H0 bar as ``(min, max)`` of the scaled row.
+    scale : None, "standardize", "minmax" or "unit"
+        Per-(window, channel) scaling of the input (:func:`scale_rows`).
+
+    Every parameter after ``preset`` is keyword-only and defaults to
+    :data:`~topokd.tda.presets.PRESET` (the string ``"preset"``): take the
+    preset's value.  Any other value overrides the preset, ``None``
+    included (``normalize=None``, ``scale=None``, ``sigma=None`` mean what
+    they mean for :class:`~topokd.PersistenceImage` / :func:`scale_rows`).
+
+    scikit-learn's estimator contract: parameters are stored as given,
+    ``get_params`` / ``set_params`` / ``sklearn.base.clone`` work, and
+    ``fit`` / ``transform`` validate them (raising
+    :class:`~topokd.tda.images.InvalidParameterError`, a ``ValueError``).
+    A changed parameter takes effect on the next call.  ``fit`` learns
+    nothing, so an estimator that was never fit transforms as well.
+
+    Attributes
+    ----------
+    config_ : dict
+        The resolved parameters (preset plus overrides), computed from the
+        current parameters on access.  It also holds ``order`` (the
+        preset's; it has no effect on signals).
+    image_shape : (int, int)
+        Shape of one image.
     """
 
     kind = "signal"
 
+    def __init__(self, preset: str | None = None, *, resolution=PRESET, birth_range=PRESET, pers_range=PRESET,
+                 sigma=PRESET, weight=PRESET, normalize=PRESET, layout=PRESET, min_persistence=PRESET,
+                 keep_essential=PRESET, scale=PRESET):
+        self.preset = preset
+        self.resolution = resolution
+        self.birth_range = birth_range
+        self.pers_range = pers_range
+        self.sigma = sigma
+        self.weight = weight
+        self.normalize = normalize
+        self.layout = layout
+        self.min_persistence = min_persistence
+        self.keep_essential = keep_essential
+        self.scale = scale
+
     def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32,
                   progress: Callable[[int], None] | None = None, index_offset: int = 0):
+        """PIs of ``X`` ``(N, T, C)`` -> ``(N, C, *image_shape)`` of ``dtype``.
+
+        ``out``: a C-contiguous array (or memory map) to write into;
+        ``chunk_size``: samples per chunk (default: ~64 MB of buffers);
+        ``progress``: called with the number of samples done per chunk;
+        ``index_offset``: added to the sample index in error messages.
+        """
+        res = self._resolve()
         arr = _array_like(X)
         hint = "For a single channel use X[..., None]; for one window use X[None]." if arr.ndim == 2 else ""
         check_layout(arr, "X", 3, "(N, T, C)", hint)
@@ -132,13 +226,13 @@ class SignalPersistenceImages(_PersistenceImagesBase):
                 f"signals need at least 2 time steps, got T={t} (X has shape {arr.shape}); "
                 "check that X is laid out (N, T, C)"
             )
-        result = _prepare_out(out, (n, c, *self.image_shape), dtype)
-        per_sample = c * (((t + 1) // 2 + 1) * 16 * 2 + t * 8 + self._image_bytes)
+        result = _prepare_out(out, (n, c, *res.grid.spec.shape), dtype)
+        per_sample = c * (((t + 1) // 2 + 1) * 16 * 2 + t * 8 + _image_bytes(res))
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "time step", "channel"))
             rows = _private(block.transpose(0, 2, 1), (hi - lo) * c, t)
-            self._path_images(rows, _flat_view(result, lo, hi, (hi - lo) * c))
+            _path_images(res, rows, _flat_view(result, lo, hi, (hi - lo) * c))
             if progress is not None:
                 progress(hi - lo)
         return result
@@ -147,21 +241,55 @@ class SignalPersistenceImages(_PersistenceImagesBase):
 class ImagePersistenceImages(_PersistenceImagesBase):
     """Per-channel persistence images of image batches ``(N, C, H, W)``.
 
-    ``mode="flatten"``: H0 of each channel flattened (``order`` "row" or
-    "column") -> ``(N, C, *image_shape)``.  ``mode="cubical"``: H0 and H1 of
-    the pixel grid (T-construction) -> ``(N, C, 2, *image_shape)``.  The
-    default preset is ``"standard-image"``.
+    Parameters
+    ----------
+    mode : "flatten" or "cubical", default "flatten"
+        ``"flatten"``: H0 of each channel flattened (``order``) ->
+        ``(N, C, *image_shape)``.  ``"cubical"``: H0 and H1 of the pixel
+        grid (T-construction) -> ``(N, C, 2, *image_shape)``.
+    preset : str or None, default None
+        Parameter set (:func:`topokd.list_presets`); ``None``:
+        ``"standard-image"``.
+    resolution, birth_range, pers_range, sigma, weight, normalize, layout
+        The :class:`~topokd.PersistenceImage` parameters.
+    min_persistence, keep_essential, scale
+        As for :class:`SignalPersistenceImages` (``scale`` per (image,
+        channel)).
+    order : "row" or "column"
+        Flattening order of the ``"flatten"`` mode.
+
+    Every parameter after ``preset`` is keyword-only and defaults to
+    :data:`~topokd.tda.presets.PRESET` (``"preset"``): take the preset's
+    value; any other value, ``None`` included, overrides it.  Same
+    scikit-learn contract and attributes (``config_``, ``image_shape``) as
+    :class:`SignalPersistenceImages`.
     """
 
     kind = "image"
 
-    def __init__(self, mode: str = "flatten", preset: str | None = None, **params):
-        check_choice(mode, "mode", MODES)
+    def __init__(self, mode: str = "flatten", preset: str | None = None, *, resolution=PRESET,
+                 birth_range=PRESET, pers_range=PRESET, sigma=PRESET, weight=PRESET, normalize=PRESET,
+                 layout=PRESET, min_persistence=PRESET, keep_essential=PRESET, scale=PRESET, order=PRESET):
         self.mode = mode
-        super().__init__(preset, **params)
+        self.preset = preset
+        self.resolution = resolution
+        self.birth_range = birth_range
+        self.pers_range = pers_range
+        self.sigma = sigma
+        self.weight = weight
+        self.normalize = normalize
+        self.layout = layout
+        self.min_persistence = min_persistence
+        self.keep_essential = keep_essential
+        self.scale = scale
+        self.order = order
 
     def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32,
                   progress: Callable[[int], None] | None = None, index_offset: int = 0):
+        """PIs of ``X`` ``(N, C, H, W)`` -> ``(N, C, *image_shape)`` (flatten)
+        or ``(N, C, 2, *image_shape)`` (cubical).  Same keywords as
+        :meth:`SignalPersistenceImages.transform`."""
+        res = self._resolve()
         arr = _array_like(X)
         hint = "For one image use X[None]; for one channel X[:, None]; channel-last data: X.transpose(0, 3, 1, 2)."
         check_layout(arr, "X", 4, "(N, C, H, W)", hint)
@@ -170,22 +298,22 @@ class ImagePersistenceImages(_PersistenceImagesBase):
             raise ValueError(f"images need at least 2 pixels, got H={h}, W={w}")
         cubical = self.mode == "cubical"
         extra = (2,) if cubical else ()
-        result = _prepare_out(out, (n, c, *extra, *self.image_shape), dtype)
+        result = _prepare_out(out, (n, c, *extra, *res.grid.spec.shape), dtype)
         per_sample = c * (((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + h * w * 8
-                          + self._image_bytes * (2 if cubical else 1))
+                          + _image_bytes(res) * (2 if cubical else 1))
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "channel", "row", "column"))
             m = (hi - lo) * c
             if cubical:
-                grids = scale_rows(_private(block, m, h * w), self.config_["scale"]).reshape(m, h, w)
-                h0, c0, h1, c1 = grid_pairs(grids, *self._diagram_options())
-                self.imager_.transform_pairs(h0, c0, out=_flat_view(result, lo, hi, m, dim=0))
-                self.imager_.transform_pairs(h1, c1, out=_flat_view(result, lo, hi, m, dim=1))
+                grids = scale_rows(_private(block, m, h * w), res.config["scale"]).reshape(m, h, w)
+                h0, c0, h1, c1 = grid_pairs(grids, *_diagram_options(res))
+                _images(res.grid, h0, c0, _flat_view(result, lo, hi, m, dim=0))
+                _images(res.grid, h1, c1, _flat_view(result, lo, hi, m, dim=1))
             else:
-                if self.config_["order"] == "column":
+                if res.config["order"] == "column":
                     block = block.transpose(0, 1, 3, 2)
-                self._path_images(_private(block, m, h * w), _flat_view(result, lo, hi, m))
+                _path_images(res, _private(block, m, h * w), _flat_view(result, lo, hi, m))
             if progress is not None:
                 progress(hi - lo)
         return result
@@ -233,6 +361,16 @@ def _check_block(block: np.ndarray, offset: int, axes) -> None:
 _RUN_KEYS = ("out", "chunk_size", "dtype", "progress", "index_offset")
 
 
+def _split_params(cls, params: dict) -> dict:
+    """Pop the run keywords out of ``params``; refuse unknown parameter names."""
+    run = {k: params.pop(k) for k in _RUN_KEYS if k in params}
+    valid = [k for k in cls._get_param_names() if k in PARAM_KEYS]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise InvalidParameterError(f"unknown parameter(s) {unknown}; valid ones are {valid}")
+    return run
+
+
 def signal_pis(X, preset: str | None = None, **params) -> np.ndarray:
     """Persistence images of signal windows: ``(N, T, C)`` -> ``(N, C, R, R)`` float32.
 
@@ -240,10 +378,10 @@ def signal_pis(X, preset: str | None = None, **params) -> np.ndarray:
     ``params`` override it: ``resolution``, ``birth_range``, ``pers_range``,
     ``sigma`` (a standard deviation), ``weight``, ``normalize``, ``layout``,
     ``min_persistence``, ``keep_essential``, ``scale``.  Also accepted:
-    ``out``, ``chunk_size``, ``dtype``, ``progress`` (see
-    :class:`SignalPersistenceImages`).
+    ``out``, ``chunk_size``, ``dtype``, ``progress``, ``index_offset`` (see
+    :meth:`SignalPersistenceImages.transform`).
     """
-    run = {k: params.pop(k) for k in _RUN_KEYS if k in params}
+    run = _split_params(SignalPersistenceImages, params)
     return SignalPersistenceImages(preset, **params).transform(X, **run)
 
 
@@ -254,5 +392,5 @@ def image_pis(X, mode: str = "flatten", preset: str | None = None, **params) -> 
     Same ``params`` as :func:`signal_pis`, plus ``order`` ("row" or "column")
     for the flatten mode.  Default preset ``"standard-image"``.
     """
-    run = {k: params.pop(k) for k in _RUN_KEYS if k in params}
+    run = _split_params(ImagePersistenceImages, params)
     return ImagePersistenceImages(mode, preset, **params).transform(X, **run)

@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Default of every overridable parameter of the transformers
+#: (:class:`~topokd.SignalPersistenceImages`, :class:`~topokd.ImagePersistenceImages`):
+#: "take the preset's value".  A string, so it survives ``copy``, ``clone``
+#: and JSON; no parameter accepts it as a real value.
+PRESET = "preset"
+
+
+def is_preset(value) -> bool:
+    """Whether ``value`` is the :data:`PRESET` sentinel."""
+    return isinstance(value, str) and value == PRESET
+
+
 #: Keys a preset (or a keyword override) may set.
 IMAGE_KEYS = ("resolution", "birth_range", "pers_range", "sigma", "weight", "normalize", "layout")
 DIAGRAM_KEYS = ("min_persistence", "keep_essential")

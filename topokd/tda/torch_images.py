@@ -14,14 +14,21 @@ Padded points get weight zero, so they contribute neither value nor gradient.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from .images import PersistenceImage
+if TYPE_CHECKING:  # the numpy engine never imports this module at import time
+    from .images import ImageSpec, PersistenceImage
 
 
 class TorchPersistenceImage(torch.nn.Module):
     """``nn.Module`` form of a :class:`~topokd.PersistenceImage`.
+
+    Built from the imager's :meth:`~topokd.PersistenceImage.spec` (or an
+    :class:`~topokd.tda.images.ImageSpec`): a snapshot, so later changes to
+    the imager's parameters do not reach an existing module.
 
     ``forward(diagrams, counts=None)``: ``diagrams`` is ``(K, 2)`` or
     ``(B, K, 2)`` in (birth, death); ``counts`` (``(B,)`` ints) marks how
@@ -30,17 +37,17 @@ class TorchPersistenceImage(torch.nn.Module):
     float64 for agreement with the numba engine to ~1e-12).
     """
 
-    def __init__(self, imager: PersistenceImage, device=None):
+    def __init__(self, imager: PersistenceImage | ImageSpec, device=None):
         super().__init__()
-        self.imager = imager
-        self.layout = imager.layout
-        self.normalize = imager.normalize
-        self.sigma = imager._sigma
-        self._weight = imager._weight
-        b_lo, b_hi = imager.birth_edges
-        p_lo, p_hi = imager.pers_edges
-        for name, arr in (("b_lower", b_lo), ("b_upper", b_hi), ("p_lower", p_lo), ("p_upper", p_hi)):
-            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(arr), device=device), persistent=False)
+        spec = imager.spec() if hasattr(imager, "spec") else imager
+        self.layout = spec.layout
+        self.normalize = spec.normalize
+        self.sigma = spec.sigma
+        self._weight = spec.weight
+        arrays = (("b_lower", spec.birth_lower), ("b_upper", spec.birth_upper),
+                  ("p_lower", spec.pers_lower), ("p_upper", spec.pers_upper))
+        for name, arr in arrays:
+            self.register_buffer(name, torch.as_tensor(np.array(arr, np.float64), device=device), persistent=False)
 
     def forward(self, diagrams: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         single = diagrams.dim() == 2
