@@ -116,21 +116,24 @@ def test_checkpoint_round_trip_is_bit_identical(windows, tmp_path):
         loaded.predict(np.zeros((2, 64, 3)))
 
 
-def test_resume_continues_exactly(windows, tmp_path):
+def test_resume_continues_exactly(windows, tmp_path, monkeypatch):
+    from topokd.engine import loop
+
     X, _ = windows
     ckpt = tmp_path / "train.safetensors"
     whole = small_estimator(epochs=6).fit(X[:80])
     crashing = small_estimator(epochs=6, checkpoint=ckpt)
-    save = crashing._save
+    save = loop._save_state
 
-    def save_then_crash(*args, **kwargs):  # the job dies right after epoch 3 is saved
-        save(*args, **kwargs)
-        if kwargs.get("epoch") == 3:
+    def save_then_crash(ckpt, model, optimizer, generator, epoch, *args):  # dies right after epoch 3 is saved
+        save(ckpt, model, optimizer, generator, epoch, *args)
+        if epoch == 3:
             raise KeyboardInterrupt
 
-    crashing._save = save_then_crash
+    monkeypatch.setattr(loop, "_save_state", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         crashing.fit(X[:80])
+    monkeypatch.setattr(loop, "_save_state", save)
     resumed = small_estimator(epochs=6, checkpoint=ckpt).fit(X[:80], resume=True)
     assert [h["epoch"] for h in resumed.history_] == list(range(1, 7))
     for a, b in zip(resumed.history_, whole.history_):
@@ -171,8 +174,9 @@ def test_targets_are_cached_by_data_and_parameters(windows, tmp_path):
     est = small_estimator(cache_dir=tmp_path)
     first = est.targets(X[:20])
     assert len(list(tmp_path.iterdir())) == 1
-    est.engine_.transform = None  # a cache hit must not recompute
-    np.testing.assert_array_equal(est.targets(X[:20]), first)
+    with pytest.MonkeyPatch.context() as mp:  # a cache hit must not recompute
+        mp.setattr(type(est._transformer()), "transform", None)
+        np.testing.assert_array_equal(est.targets(X[:20]), first)
     np.testing.assert_array_equal(first, topokd.signal_pis(X[:20], **TASK))
     small_estimator(cache_dir=tmp_path, pi_params=dict(TASK, sigma=0.5)).targets(X[:20])
     small_estimator(cache_dir=tmp_path).targets(X[1:21])
@@ -193,7 +197,18 @@ def test_target_and_input_validation(windows):
     with pytest.raises(RuntimeError, match="no trained model"):
         est.predict(X[:2])
     with pytest.raises(ValueError, match="only mode='flatten'"):
-        PINet("image", pi_params={"mode": "cubical"})
+        PINet("image", pi_params={"mode": "cubical"}).fit(np.zeros((4, 1, 8, 8)))
+    # parameters are stored as given and checked by fit, one line each
+    for params, message in (({"epochs": "three"}, "epochs must be an integer >= 1, got 'three'"),
+                            ({"epochs": 1.5}, "epochs must be an integer >= 1, got 1.5"),
+                            ({"lr": -1.0}, "lr must be a finite number > 0, got -1.0"),
+                            ({"widths": (8, 8)}, r"widths must be four positive integers, got \(8, 8\)"),
+                            ({"optimizer": "sgd"}, "optimizer must be one of"),
+                            ({"val_fraction": 1.0}, r"val_fraction must be a number in \[0, 1\), got 1.0")):
+        unchecked = small_estimator(**params)
+        assert unchecked.get_params()[next(iter(params))] == next(iter(params.values()))
+        with pytest.raises(ValueError, match=message):
+            unchecked.fit(X[:10])
 
 
 def test_fine_tuning_modes(windows):
@@ -201,15 +216,15 @@ def test_fine_tuning_modes(windows):
     est = small_estimator(epochs=2).fit(X[:60])
     frozen = {k: v.clone() for k, v in est.model_.features.state_dict().items()}
     fc = est.model_.fc.weight.detach().clone()
-    est.fine_tune(X[100:160], mode="FS", fraction=0.5, freeze="encoder", epochs=2)
+    est.fine_tune(X[100:160], strategy="FS", fraction=0.5, freeze="encoder", epochs=2)
     for k, v in est.model_.features.state_dict().items():
         torch.testing.assert_close(v, frozen[k])  # weights and BN statistics untouched
     assert not torch.equal(est.model_.fc.weight, fc)
     assert all(p.requires_grad for p in est.model_.parameters())
-    est.fine_tune(X[100:160], mode="FA", epochs=1)
+    est.fine_tune(X[100:160], strategy="FA", epochs=1)
     assert not torch.equal(est.model_.features[0].weight, frozen["0.weight"])
     with pytest.raises(ValueError, match="fraction must be in"):
-        est.fine_tune(X[:10], mode="FS", fraction=0.0)
+        est.fine_tune(X[:10], strategy="FS", fraction=0.0)
 
 
 def test_image_pinet_estimator_end_to_end():

@@ -328,3 +328,48 @@ def test_grid_search_over_pi_parameters():
     assert best.image_shape == (search.best_params_["pi__resolution"],) * 2
     # The template estimator in the search is left untouched.
     assert search.estimator.named_steps["pi"].sigma == PRESET
+
+
+# ---------------------------------------------------------------------------
+# the PI-Net estimator
+# ---------------------------------------------------------------------------
+def _pinet(**kw):
+    from topokd.pinet import PINet
+
+    params = dict(pi_params={"resolution": 8, "sigma": 0.4}, widths=(4, 8, 8, 8), epochs=2, batch_size=16,
+                  optimizer="adamw", progress=False, device="cpu")
+    params.update(kw)
+    return PINet("signal", **params)
+
+
+def test_pinet_clone_get_and_set_params():
+    est = _pinet(lr=3e-3)
+    copy = clone(est)
+    assert copy is not est and copy.get_params() == est.get_params()
+    assert copy.get_params(deep=True)["lr"] == 3e-3
+    X, _ = _wearable(24)
+    fitted = clone(est).fit(X)
+    assert hasattr(fitted, "model_") and not hasattr(clone(fitted), "model_")  # clone never carries the network
+    est.set_params(epochs=1, pi_params={"resolution": 6, "sigma": 0.4})
+    est.fit(X)
+    assert len(est.history_) == 1 and est.predict(X[:2]).shape == (2, 3, 6, 6)  # takes effect at the next fit
+    with pytest.raises(ValueError, match="invalid parameter 'epoch' for PINet"):
+        est.set_params(epoch=3)
+
+
+def test_pinet_in_a_pipeline_and_a_grid_search():
+    X, y = _wearable(48)
+    model = Pipeline([("pinet", _pinet()), ("flat", FunctionTransformer(_flatten)),
+                      ("clf", LogisticRegression(max_iter=2000))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)  # the labels reach PINet.fit and are ignored: it learns the exact PIs
+    assert model.predict(X).shape == y.shape
+    np.testing.assert_array_equal(model[:-1].transform(X[:3]),
+                                  _flatten(model.named_steps["pinet"].predict(X[:3])))
+    # GridSearchCV scores a bare PINet by its mean Pearson correlation with the exact PIs
+    search = GridSearchCV(_pinet(), {"lr": [1e-3, 1e-2]}, cv=2)
+    search.fit(X)
+    assert search.best_params_["lr"] in (1e-3, 1e-2) and len(search.cv_results_["params"]) == 2
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores)) and np.all(scores <= 1)

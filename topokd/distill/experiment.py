@@ -19,7 +19,7 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from .augment import get_augmentation
 from .config import ExperimentConfig, StudentSpec, TeacherSpec
 from .data import Splits, load_splits
-from .losses import AMDLoss, AttentionTransfer, MultiTeacherKD, SimilarityPreserving, partial_mixup
+from .losses import AMDLoss, AttentionTransferLoss, MultiTeacherKDLoss, SimilarityPreservingLoss, partial_mixup
 from .models import FeatureExtractor, FusionTeacher, PIAugmentedStudent, PITeacher, create_model
 from .trainer import Batch, TrainSettings, copy_frozen, fit, model_input
 
@@ -77,8 +77,7 @@ def train_teacher(cfg: ExperimentConfig, name: str, splits: Splits | None = None
     def step(batch: Batch, gen):
         if augment is not None:
             batch.signal = augment(batch.signal, generator=gen)
-        loss = F.cross_entropy(model_input(model, spec.inputs, batch), batch.y)
-        return loss, {"ce": loss.item()}
+        return {"ce": F.cross_entropy(model_input(model, spec.inputs, batch), batch.y)}
 
     meta = {"role": f"teacher {name}", "model": desc, "data": splits.description, "classes": splits.classes}
     return fit(model, step, splits, spec.train, cfg.output / "teachers" / name, inputs=spec.inputs,
@@ -135,9 +134,9 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     ce_w = losses.get("ce", (0.0, {}))[0]
     kd = None
     if "kd" in losses and losses["kd"][0] > 0:
-        kd = MultiTeacherKD(weights, **losses["kd"][1])
+        kd = MultiTeacherKDLoss(weights, **losses["kd"][1])
     feature_losses = {}
-    for name, cls in (("at", AttentionTransfer), ("amd", AMDLoss), ("sp", SimilarityPreserving)):
+    for name, cls in (("at", AttentionTransferLoss), ("amd", AMDLoss), ("sp", SimilarityPreservingLoss)):
         if name in losses and losses[name][0] > 0:
             feature_losses[name] = (losses[name][0], cls(**losses[name][1]))
     # A PI-augmented student pairs its raw-signal branch with the teachers.
@@ -166,15 +165,14 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
                                          generator=gen)[0]
                 gen.set_state(after)
         logits = student(batch.signal)
-        parts, total = {}, torch.zeros((), device=logits.device)
+        terms = {}
         if ce_w > 0:
             if lam is None:
                 ce = F.cross_entropy(logits, batch.y)
             else:
                 ce = (lam * F.cross_entropy(logits, y_a, reduction="none")
                       + (1 - lam) * F.cross_entropy(logits, y_b, reduction="none")).mean()
-            total = total + ce_w * ce
-            parts["ce"] = ce.item()
+            terms["ce"] = ce_w * ce
         t_logits, t_feats = [], []
         with torch.no_grad():
             for (use, tspec, teacher), fx in zip(teachers, t_fx):
@@ -182,9 +180,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
                 if fx is not None:
                     t_feats.append([_flat(fx.features[n], 1) for n in fx.layers])
         if kd is not None:
-            value = kd(logits.float(), t_logits)
-            total = total + losses["kd"][0] * value
-            parts["kd"] = value.item()
+            terms["kd"] = losses["kd"][0] * kd(logits.float(), t_logits)
         if feature_losses:
             s_feats = [s_fx.features[n] for n in s_layers]
             for name, (w, loss_fn) in feature_losses.items():
@@ -192,9 +188,8 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
                 for tw, feats in zip(weights, t_feats):
                     pairs_s, pairs_t = (s_feats[-1:], feats[-1:]) if name == "sp" else (s_feats, feats)
                     value = value + tw * loss_fn([f.float() for f in pairs_s], [f.float() for f in pairs_t])
-                total = total + w * value
-                parts[name] = value.item()
-        return total, parts
+                terms[name] = w * value
+        return terms
 
     meta = {"role": "student", "model": {"model": spec.model, "inputs": "signal", "num_classes": classes,
                                          "in_channels": channels, "pinet": spec.pinet, "pi_model": spec.pi_model},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -20,11 +21,11 @@ class TrainSettings:
 
     epochs: int = 100
     batch_size: int = 32
-    optimizer: str = "sgd"
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "step", "none"] = "cosine"
     augment: str | None = None
     mixup_alpha: float = 0.0
     mixup_fraction: float = 1.0
@@ -34,14 +35,27 @@ class TrainSettings:
     progress: bool = True
 
     def __post_init__(self):
+        # Each message starts with the field's name: topokd.config prefixes it
+        # with the config path (``student.train.lr must be > 0, got -1``).
         if self.optimizer not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"optimizer must be sgd, adam or adamw, got {self.optimizer!r}")
+            raise ValueError(f"optimizer must be one of 'sgd', 'adam', 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "none"):
-            raise ValueError(f"schedule must be cosine, step or none, got {self.schedule!r}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {self.epochs}, {self.batch_size}, {self.lr}")
-        if not 0.0 < self.mixup_fraction <= 1.0 or self.mixup_alpha < 0:
-            raise ValueError("mixup_alpha must be >= 0 and mixup_fraction in (0, 1]")
+            raise ValueError(f"schedule must be one of 'cosine', 'step', 'none', got {self.schedule!r}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not self.mixup_alpha >= 0:
+            raise ValueError(f"mixup_alpha must be >= 0 (0 turns mixup off), got {self.mixup_alpha!r}")
+        if not 0.0 < self.mixup_fraction <= 1.0:
+            raise ValueError(f"mixup_fraction must be in (0, 1] (the mixed share of a batch), "
+                             f"got {self.mixup_fraction!r}")
 
     @property
     def torch_device(self) -> torch.device:
@@ -50,20 +64,48 @@ class TrainSettings:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "none")
+
+
+def build_optimizer(params, name: str, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.9,
+                    nesterov: bool = True, betas: tuple[float, float] = (0.9, 0.999),
+                    eps: float = 1e-8) -> torch.optim.Optimizer:
+    """The one optimizer factory: ``"sgd"`` (``momentum``, ``nesterov``),
+    ``"adam"`` (L2 ``weight_decay`` in the gradient, ``betas``, ``eps``) or
+    ``"adamw"`` (decoupled ``weight_decay``), over the parameters that
+    require gradients."""
     params = [p for p in params if p.requires_grad]
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=True)
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
-    return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
+    if not params:
+        raise ValueError("there are no trainable parameters (all have requires_grad=False)")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov and momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+
+
+def schedule_lr(epoch: int, name: str, lr: float, epochs: int) -> float:
+    """Learning rate of 0-based ``epoch`` of ``epochs``: ``"cosine"``
+    (``lr * (1 + cos(pi * epoch / epochs)) / 2``), ``"step"`` (``lr``, then
+    /10 from 50 % and /100 from 75 % of the epochs) or ``"none"``."""
+    if name == "cosine":
+        return 0.5 * lr * (1.0 + math.cos(math.pi * epoch / epochs))
+    if name == "step":
+        return lr * (0.1 ** ((epoch >= 0.5 * epochs) + (epoch >= 0.75 * epochs)))
+    if name == "none":
+        return lr
+    raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {name!r}")
+
+
+def make_optimizer(params, s: TrainSettings) -> torch.optim.Optimizer:
+    """:func:`build_optimizer` with a :class:`TrainSettings`' choices."""
+    return build_optimizer(params, s.optimizer, lr=s.lr, weight_decay=s.weight_decay, momentum=s.momentum)
 
 
 def lr_at(epoch: int, s: TrainSettings) -> float:
-    if s.schedule == "cosine":
-        return 0.5 * s.lr * (1.0 + math.cos(math.pi * epoch / s.epochs))
-    if s.schedule == "step":  # /10 at 50 % and 75 %
-        return s.lr * (0.1 ** ((epoch >= 0.5 * s.epochs) + (epoch >= 0.75 * s.epochs)))
-    return s.lr
-
-
+    """:func:`schedule_lr` with a :class:`TrainSettings`' choices."""
+    return schedule_lr(epoch, s.schedule, s.lr, s.epochs)

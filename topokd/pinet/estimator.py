@@ -7,23 +7,27 @@ with ``save`` / ``load``.  Targets are the exact PIs of topokd's engine for
 the chosen preset (computed on the fly, or cached on disk keyed by the data
 and every parameter), or arrays you pass.
 
-Training defaults follow the reference code: MSE loss, Adam with
-``beta1=0.99, eps=0.1``, batch 128, learning rate 1e-3 -> 1e-4 -> 1e-5 in
-stages (at 50 % and 75 % of the epochs; the reference changed it by hand, the
-boundaries are ours).  ``optimizer="adamw"`` uses AdamW with cosine decay
-instead.  Early stopping on a validation split keeps the best epoch.
-On CUDA training uses mixed precision; on CPU it is float32, seeded and
-reproducible.
+Training runs on topokd's training engine (:func:`topokd.engine.fit`).
+Defaults follow the reference code: MSE loss, Adam with ``beta1=0.99,
+eps=0.1``, batch 128, learning rate 1e-3 -> 1e-4 -> 1e-5 in stages (at 50 %
+and 75 % of the epochs; the reference changed it by hand, the boundaries are
+ours).  ``optimizer="adamw"`` uses AdamW with cosine decay instead.  The
+best epoch (validation MSE) is kept; ``patience`` stops early.  On CUDA
+training uses mixed precision; on CPU it is float32, seeded and reproducible.
+
+The estimator follows scikit-learn's conventions: ``__init__`` stores its
+parameters as given, ``fit`` validates them, ``get_params`` /
+``set_params`` work, so ``sklearn.base.clone``, ``Pipeline`` and
+``GridSearchCV`` accept it.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
+import inspect
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +35,19 @@ import torch
 from torch import nn
 
 from .. import __version__
+from .._params import ParamsMixin
 from .._validation import check_choice
-from ..checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    optimizer_tensors,
-    restore_optimizer,
-    save_checkpoint,
-)
-from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages, scale_rows
-from .models import create_model
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..engine import Checkpoints, Monitor, build_optimizer, schedule_lr, tensor_batches
+from ..engine import fit as engine_fit
+from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages
+from .models import HEADS, create_model
+from .module import PINetModule
 
 OPTIMIZERS = ("reference", "adamw")
 KINDS = ("signal", "image")
-REFERENCE_STAGES = ((0.0, 1e-3), (0.5, 1e-4), (0.75, 1e-5))
+#: "reference": Adam(beta1=0.99, eps=0.1), lr /10 at 50 % and /100 at 75 % of the epochs.
+REFERENCE_ADAM = dict(betas=(0.99, 0.999), eps=0.1)
 TARGET_CACHE_VERSION = 1
 
 
@@ -52,7 +55,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class PINet:
+class PINet(ParamsMixin):
     """A PI-Net surrogate: raw data in, persistence images out.
 
     Parameters
@@ -70,6 +73,8 @@ class PINet:
     optimizer : "reference" or "adamw"
     epochs, batch_size, lr : training length, batch (default 128) and the
         initial learning rate (default 1e-3).
+    weight_decay : float, default 1e-4
+        AdamW's decoupled weight decay (the reference optimizer has none).
     val_fraction : float, default 0.1
         Held-out share of the training data for validation and early
         stopping (ignored when ``fit`` gets validation data).
@@ -83,8 +88,15 @@ class PINet:
     cache_dir : path, optional
         Where computed target PIs are cached (safetensors + JSON key).
     checkpoint : path, optional
-        Saved after every epoch (atomically); ``fit(resume=True)`` resumes.
+        The training state, saved after every epoch (atomically);
+        ``fit(resume=True)`` resumes from it.
     progress : bool, default True
+        Progress bars for training and prediction.
+
+    Attributes after ``fit`` / ``load``: ``model_`` (the network),
+    ``model_config_`` (its registry description), ``history_`` (one record
+    per epoch), ``target_scale_`` (the RMS the targets were divided by in
+    training), ``best_score_`` (best monitored MSE, in those scaled units).
     """
 
     def __init__(self, kind: str = "signal", *, preset: str | None = None, pi_params: dict | None = None,
@@ -93,41 +105,88 @@ class PINet:
                  val_fraction: float = 0.1, patience: int | None = None, device: str | None = None,
                  amp: bool = True, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                  checkpoint: str | os.PathLike | None = None, progress: bool = True):
-        check_choice(kind, "kind", KINDS)
-        check_choice(optimizer, "optimizer", OPTIMIZERS)
-        if int(epochs) < 1 or int(batch_size) < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
-        if not 0.0 <= float(val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {lr}")
-        self.kind, self.preset = kind, preset
-        self.pi_params = dict(pi_params or {})
-        self.widths, self.head, self.optimizer = tuple(widths), head, optimizer
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
-        self.weight_decay, self.val_fraction, self.patience = float(weight_decay), float(val_fraction), patience
-        self.device = torch.device(device) if device else default_device()
-        self.amp, self.seed = bool(amp), int(seed)
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.kind = kind
+        self.preset = preset
+        self.pi_params = pi_params
+        self.widths = widths
+        self.head = head
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.device = device
+        self.amp = amp
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.checkpoint = checkpoint
         self.progress = progress
-        self.engine_ = self._engine()
-        self.model_: nn.Module | None = None
-        self.history_: list[dict] = []
-        self.target_scale_ = 1.0
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "model_", None) is not None
+
+    def __sklearn_tags__(self):
+        # Only scikit-learn (>= 1.6) calls this, so it may import it.
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=["float32"]),
+                    input_tags=InputTags(two_d_array=False, three_d_array=True), requires_fit=True)
+
+    def _check_params(self) -> None:
+        check_choice(self.kind, "kind", KINDS)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.head, "head", HEADS)
+        for name in ("epochs", "batch_size"):
+            _check_int(getattr(self, name), name, 1)
+        if self.patience is not None:
+            _check_int(self.patience, "patience", 1)
+        _check_int(self.seed, "seed", 0)
+        if not _is_number(self.val_fraction) or not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
+        if not _is_number(self.lr) or not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not _is_number(self.weight_decay) or not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        widths = tuple(self.widths) if isinstance(self.widths, (list, tuple)) else ()
+        if len(widths) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise ValueError(f"widths must be four positive integers, got {self.widths!r}")
+        if self.pi_params is not None and not isinstance(self.pi_params, dict):
+            raise ValueError(f"pi_params must be a dict of preset overrides, got {type(self.pi_params).__name__}")
+        self._device()
+        self._transformer()
+
+    def _device(self) -> torch.device:
+        if self.device is None:
+            return default_device()
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be e.g. 'cpu' or 'cuda', got {self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} asked for, but this PyTorch has no CUDA device; use 'cpu'")
+        return device
 
     # -- targets ------------------------------------------------------------
-    def _engine(self):
+    def _transformer(self):
+        """The exact PI transformer that defines the targets (from the current parameters)."""
+        params = dict(self.pi_params or {})
         if self.kind == "signal":
-            return SignalPersistenceImages(self.preset, **self.pi_params)
-        if self.pi_params.get("mode", "flatten") != "flatten":
+            return SignalPersistenceImages(self.preset, **params)
+        if params.pop("mode", "flatten") != "flatten":
             raise ValueError("ImagePINet predicts one PI per channel: only mode='flatten' targets are supported")
-        params = {k: v for k, v in self.pi_params.items() if k != "mode"}
         return ImagePersistenceImages("flatten", self.preset, **params)
 
     @property
+    def pi_config(self) -> dict:
+        """The resolved parameters of the target PIs (preset plus overrides)."""
+        return self._transformer().config_
+
+    @property
     def resolution(self) -> int:
-        shape = self.engine_.image_shape
+        shape = self._transformer().image_shape
         if shape[0] != shape[1]:
             raise ValueError(f"PI-Net needs square images, the preset gives {shape}")
         return shape[0]
@@ -135,25 +194,27 @@ class PINet:
     def targets(self, X) -> np.ndarray:
         """Exact PIs of ``X`` for this estimator's preset (cached if ``cache_dir``)."""
         X = self._check_input(X)
+        transformer = self._transformer()
         if self.cache_dir is None:
-            return self.engine_.transform(X)
-        key = self._target_key(X)
-        path = self.cache_dir / f"pis-{key[:24]}.safetensors"
+            return transformer.transform(X)
+        cache_dir = Path(self.cache_dir)
+        key = self._target_key(X, transformer)
+        path = cache_dir / f"pis-{key[:24]}.safetensors"
         if path.exists():
             tensors, meta = load_checkpoint(path)
             if meta.get("key") == key:
                 return tensors["pis"].numpy()
-        pis = self.engine_.transform(X)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        pis = transformer.transform(X)
+        cache_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, {"pis": torch.from_numpy(np.ascontiguousarray(pis))},
-                        {"key": key, "params": _jsonable(self.engine_.config_), "kind": self.kind,
+                        {"key": key, "params": _jsonable(transformer.config_), "kind": self.kind,
                          "shape": list(X.shape)})
         return pis
 
-    def _target_key(self, X: np.ndarray) -> str:
+    def _target_key(self, X: np.ndarray, transformer) -> str:
         h = hashlib.sha256()
         h.update(json.dumps({"v": TARGET_CACHE_VERSION, "kind": self.kind, "shape": list(X.shape),
-                             "params": _jsonable(self.engine_.config_)}, sort_keys=True).encode())
+                             "params": _jsonable(transformer.config_)}, sort_keys=True).encode())
         h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
         return h.hexdigest()
 
@@ -168,46 +229,67 @@ class PINet:
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
             raise ValueError(f"X has a non-finite value at index {tuple(int(i) for i in bad)}; clean it first")
-        if self.model_ is not None:
+        model = getattr(self, "model_", None)
+        if model is not None:
             channels = X.shape[2] if self.kind == "signal" else X.shape[1]
-            if channels != self.model_.in_channels:
-                raise ValueError(f"this PI-Net was built for {self.model_.in_channels} channels, X has {channels} "
+            if channels != model.in_channels:
+                raise ValueError(f"this PI-Net was built for {model.in_channels} channels, X has {channels} "
                                  f"(shape {X.shape}, layout {axes})")
         return X
 
-    def _network_input(self, X: np.ndarray) -> torch.Tensor:
-        """The input as the engine sees it (its ``scale`` applied per window/channel)."""
-        X = np.array(X, dtype=np.float32)
-        scale = self.engine_.config_["scale"]
-        if scale is not None:
-            if self.kind == "signal":
-                rows = np.ascontiguousarray(X.transpose(0, 2, 1), dtype=np.float64)
-                X = scale_rows(rows.reshape(-1, X.shape[1]), scale).reshape(rows.shape).transpose(0, 2, 1)
-            else:
-                X = scale_rows(X.reshape(-1, X.shape[2] * X.shape[3]).astype(np.float64), scale).reshape(X.shape)
-        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    def _channel_major(self, X: np.ndarray) -> torch.Tensor:
+        """``X`` as a float32 tensor in the module's layout ((N, C, T) or (N, C, H, W))."""
+        t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        return t.transpose(1, 2) if self.kind == "signal" else t
 
     def _build(self, channels: int) -> nn.Module:
         name = "signal-pinet" if self.kind == "signal" else "image-pinet"
-        kwargs = dict(in_channels=channels, resolution=self.resolution, widths=self.widths, head=self.head)
+        widths = tuple(int(w) for w in self.widths)
+        kwargs = dict(in_channels=channels, resolution=self.resolution, widths=widths, head=self.head)
         if self.kind == "signal":
             kwargs["channels_last"] = True
-        self.model_config_ = {"name": name, **kwargs, "widths": list(self.widths)}
-        return create_model(name, **kwargs).to(self.device)
+        self.model_config_ = {"name": name, **kwargs, "widths": list(widths)}
+        return create_model(name, **kwargs).to(self._device())
+
+    def as_module(self, *, frozen: bool = True, scaled: bool = True) -> PINetModule:
+        """The trained network as an ``nn.Module`` that takes channel-major
+        input (signals ``(B, C, T)``, images ``(B, C, H, W)``), applies the
+        preset's input scaling and returns PIs in the units of the exact
+        engine (``scaled=False``: in the training units, divided by
+        ``target_scale_``).  ``frozen``: no gradients, always eval mode (to
+        sit inside a student).  The module holds a copy of the network."""
+        import copy
+
+        model = self._require_model()
+        return PINetModule(copy.deepcopy(model), kind=self.kind, input_scale=self.pi_config["scale"],
+                           pi_scale=self.target_scale_ if scaled else 1.0, frozen=frozen)
+
+    def _module(self) -> PINetModule:
+        """The network with its scaling, sharing the live weights (training units)."""
+        return PINetModule(self._require_model(), kind=self.kind, input_scale=self.pi_config["scale"],
+                           frozen=False)
 
     # -- training -----------------------------------------------------------
     def fit(self, X, Y=None, *, X_val=None, Y_val=None, resume: bool = False):
         """Train on ``X`` (targets ``Y`` or the engine's exact PIs).
 
+        ``Y``: target PIs ``(N, C, R, R)``, or ``None`` for the exact PIs of
+        the preset; a 1-D ``Y`` of ``N`` class labels (what a scikit-learn
+        ``Pipeline`` passes to every step) is ignored, as transformers do.
         ``X`` may also be a dataset (anything with ``len`` and indexing, e.g.
         a ``torch.utils.data.Dataset``) yielding ``(input, PI)`` pairs; it is
         read once into memory.  Validation: ``(X_val, Y_val)`` if given, else
-        a seeded ``val_fraction`` split of ``X``.  Returns ``self``.
+        a seeded ``val_fraction`` split of ``X``.  ``resume=True`` continues
+        from ``checkpoint`` when it exists.  Returns ``self``.
         """
+        self._check_params()
+        if Y is not None and np.ndim(Y) == 1 and len(Y) == len(X):
+            Y = None  # class labels from a Pipeline: the targets are the exact PIs
         if Y is None and _is_pair_dataset(X):
             X, Y = _materialize(X)
         if Y_val is None and X_val is not None and _is_pair_dataset(X_val):
             X_val, Y_val = _materialize(X_val)
+        self.model_ = None  # a new network (resume loads its state): no channel check against an old one
         X = self._check_input(X)
         Y = self._check_targets(X, Y)
         if X_val is None and self.val_fraction > 0 and len(X) >= 2:
@@ -220,14 +302,13 @@ class PINet:
             Y_val = self._check_targets(X_val, Y_val)
         channels = X.shape[2] if self.kind == "signal" else X.shape[1]
         torch.manual_seed(self.seed)
-        if self.model_ is None or not resume:
-            self.history_ = []
-            self.model_ = self._build(channels)
-            # Train on targets of unit RMS (PIs are often ~1e-2): predictions
-            # are scaled back, and the scale is stored with the model.
-            rms = float(np.sqrt(np.mean(np.square(Y, dtype=np.float64))))
-            self.target_scale_ = rms if rms > 0 else 1.0
-        self._train(self.model_.parameters(), X, Y, X_val, Y_val, self.epochs, resume=resume)
+        self.model_ = self._build(channels)
+        # Train on targets of unit RMS (PIs are often ~1e-2): predictions
+        # are scaled back, and the scale is stored with the model.
+        rms = float(np.sqrt(np.mean(np.square(Y, dtype=np.float64))))
+        self.target_scale_ = rms if rms > 0 else 1.0
+        result = self._train(X, Y, X_val, Y_val, self.epochs, lr=float(self.lr), resume=resume)
+        self.history_ = result.history
         return self
 
     def _check_targets(self, X, Y) -> np.ndarray:
@@ -242,100 +323,64 @@ class PINet:
             raise ValueError("targets contain NaN or inf")
         return Y
 
-    def _make_optimizer(self, params, lr: float):
-        params = [p for p in params if p.requires_grad]
+    def _train(self, X, Y, X_val, Y_val, epochs: int, *, lr: float, resume: bool = False):
+        """One run of the training engine on ``(X, Y)``; returns its :class:`TrainResult`."""
+        model, device = self.model_, self._device()
         if self.optimizer == "reference":
-            return torch.optim.Adam(params, lr=lr, betas=(0.99, 0.999), eps=0.1)
-        return torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+            optimizer = build_optimizer(model.parameters(), "adam", lr=lr, **REFERENCE_ADAM)
+            schedule = "step"
+        else:
+            optimizer = build_optimizer(model.parameters(), "adamw", lr=lr, weight_decay=float(self.weight_decay))
+            schedule = "cosine"
+        module = self._module()
+        inputs = module.network_input(self._channel_major(X))
+        targets = self._scaled(Y)
 
-    def _lr_at(self, epoch: int, epochs: int, lr: float) -> float:
-        if self.optimizer == "reference":
-            current = lr
-            for start, rate in REFERENCE_STAGES:
-                if epoch >= start * epochs:
-                    current = rate * lr / REFERENCE_STAGES[0][1]
-            return current
-        return 0.5 * lr * (1.0 + math.cos(math.pi * epoch / epochs))
+        def step(batch, generator):
+            xb, yb = batch
+            return {"mse": nn.functional.mse_loss(model(xb), yb)}
 
-    def _train(self, params, X, Y, X_val, Y_val, epochs: int, *, resume: bool = False, lr: float | None = None):
-        from tqdm.auto import tqdm
+        validate, monitor = None, Monitor("train_loss", better="min")
+        if X_val is not None:
+            val_inputs = module.network_input(self._channel_major(X_val))
+            val_targets = self._scaled(Y_val)
 
-        lr = self.lr if lr is None else lr
-        model, device = self.model_, self.device
-        optimizer = self._make_optimizer(params, lr)
-        start_epoch, best, best_state, stale = 0, math.inf, None, 0
-        if resume and self.checkpoint is not None and self.checkpoint.exists():
-            start_epoch, best, stale, best_state = self._resume(optimizer)
-        use_amp = self.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        inputs, targets = self._network_input(X), self._scaled(Y)
-        val_inputs = self._network_input(X_val) if X_val is not None else None
-        val_targets = self._scaled(Y_val) if X_val is not None else None
-        gen = torch.Generator().manual_seed(self.seed)
-        for _ in range(start_epoch):  # keep the shuffling stream identical on resume
-            torch.randperm(len(inputs), generator=gen)
-        bar = tqdm(range(start_epoch, epochs), disable=not self.progress, desc="PI-Net", unit="epoch")
-        for epoch in bar:
-            started = time.perf_counter()
-            rate = self._lr_at(epoch, epochs, lr)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            _train_mode(model)
-            total, seen = 0.0, 0
-            for idx in torch.randperm(len(inputs), generator=gen).split(self.batch_size):
-                xb, yb = inputs[idx].to(device), targets[idx].to(device)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, enabled=use_amp):
-                    loss = nn.functional.mse_loss(model(xb), yb)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
-                                             "lower lr or use optimizer='reference'")
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-            record = {"epoch": epoch + 1, "lr": rate, "train_mse": total / seen}
-            if val_inputs is not None:
-                record["val_mse"] = self._mse(val_inputs, val_targets)
-            record["seconds"] = round(time.perf_counter() - started, 4)
-            self.history_.append(record)
-            score = record.get("val_mse", record["train_mse"])
-            if score < best:
-                best, best_state, stale = score, copy.deepcopy(model.state_dict()), 0
-            else:
-                stale += 1
-            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k.endswith("mse")})
-            if self.checkpoint is not None:
-                self._save(self.checkpoint, optimizer=optimizer, epoch=epoch + 1, best=best, stale=stale,
-                           best_state=best_state)
-            if self.patience is not None and stale >= self.patience:
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        self.best_score_ = best
-        return self
+            def validate(_):
+                return {"val_mse": self._mse(val_inputs, val_targets)}
+
+            monitor = Monitor("val_mse", better="min")
+        checkpoints = Checkpoints(state=self.checkpoint, metadata=self._metadata()) if self.checkpoint else None
+        result = engine_fit(
+            model, step, tensor_batches(inputs, targets, batch_size=int(self.batch_size), device=device),
+            epochs=int(epochs), optimizer=optimizer, lr_schedule=lambda e: schedule_lr(e, schedule, lr, int(epochs)),
+            device=device, amp=bool(self.amp), seed=int(self.seed), validate=validate, monitor=monitor,
+            patience=self.patience, checkpoints=checkpoints, resume=resume, restore="best",
+            progress=bool(self.progress), desc="PI-Net", show=("val_mse",),
+            nan_hint="lower lr or use optimizer='reference'")
+        self.best_score_ = result.best_record[monitor.key] if result.best_record else math.inf
+        return result
 
     def _scaled(self, Y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(Y / self.target_scale_, dtype=np.float32))
 
     @torch.no_grad()
     def _mse(self, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-        pred = self._forward(inputs)
+        pred = self._forward(self.model_, inputs)
         return float(((pred - targets) ** 2).mean())
 
     @torch.no_grad()
-    def _forward(self, inputs: torch.Tensor, batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
+    def _forward(self, module: nn.Module, inputs: torch.Tensor, batch_size: int | None = None,
+                 progress: bool = False) -> torch.Tensor:
         from tqdm.auto import tqdm
 
-        model = self._require_model()
-        model.eval()
-        use_amp = self.amp and self.device.type == "cuda"
-        chunks = inputs.split(batch_size or self.batch_size)
+        device = self._device()
+        module.eval()
+        use_amp = bool(self.amp) and device.type == "cuda"
         out = []
-        for xb in tqdm(chunks, disable=not progress, desc="PI-Net predict", unit="batch"):
-            with torch.autocast(self.device.type, enabled=use_amp):
-                out.append(model(xb.to(self.device)).float().cpu())
+        for xb in tqdm(inputs.split(batch_size or int(self.batch_size)), disable=not progress,
+                       desc="PI-Net predict", unit="batch"):
+            with torch.autocast(device.type, enabled=use_amp):
+                out.append(module(xb.to(device)).float().cpu())
         return torch.cat(out)
 
     # -- serving ------------------------------------------------------------
@@ -343,7 +388,8 @@ class PINet:
         """PIs of ``X``: float32 ``(N, C, R, R)``, computed in batches."""
         self._require_model()
         X = self._check_input(X)
-        out = self._forward(self._network_input(X), batch_size, progress=self.progress).numpy()
+        module = self._module()
+        out = self._forward(module, self._channel_major(X), batch_size, progress=bool(self.progress)).numpy()
         return out * np.float32(self.target_scale_)
 
     transform = predict
@@ -360,29 +406,46 @@ class PINet:
         pred = self.predict(X, batch_size=batch_size)
         return pi_agreement(pred, Y)
 
+    def score(self, X, Y=None) -> float:
+        """Mean Pearson correlation with the exact PIs (higher is better), so
+        ``GridSearchCV`` can select PI-Net settings without a scorer."""
+        return self.evaluate(X, Y)["pearson"]
+
     def _require_model(self) -> nn.Module:
-        if self.model_ is None:
+        model = getattr(self, "model_", None)
+        if model is None:
             raise RuntimeError("this PINet has no trained model yet: call fit() or PINet.load()")
-        return self.model_
+        return model
 
     # -- transfer learning (PI-Net paper, section 4) ---------------------
-    def fine_tune(self, X, Y=None, *, mode: str = "FA", fraction: float = 1.0, freeze: str | None = None,
-                  epochs: int | None = None, lr: float | None = None, X_val=None, Y_val=None):
-        """Fine-tune a trained PI-Net on a target data set.
+    def fine_tune(self, X, Y=None, *, strategy: str = "FA", fraction: float = 1.0, freeze: str | None = None,
+                  epochs: int | None = None, lr: float | None = None, X_val=None, Y_val=None,
+                  mode: str | None = None):
+        """Fine-tune a trained PI-Net on a target data set (the paper's transfer strategies).
 
-        ``mode="FA"``: on all of ``X``; ``mode="FS"``: on a seeded random
-        subset holding ``fraction`` of it.  ``freeze="encoder"`` keeps the
+        ``strategy="FA"``: on all of ``X``; ``strategy="FS"``: on a seeded
+        random subset holding ``fraction`` of it (``mode=`` is the old name
+        of ``strategy``, deprecated).  ``freeze="encoder"`` keeps the
         convolution blocks (and their BatchNorm statistics) fixed and trains
         only the dense layer and decoder; ``None`` trains everything.
+        Default learning rate: a tenth of ``lr``.  The epochs are appended
+        to ``history_``.
         """
-        check_choice(mode, "mode", ("FA", "FS"))
+        if mode is not None:
+            import warnings
+
+            warnings.warn("PINet.fine_tune(mode=...) is renamed strategy=...; mode will be removed",
+                          DeprecationWarning, stacklevel=2)
+            strategy = mode
+        check_choice(strategy, "strategy", ("FA", "FS"))
         check_choice(freeze, "freeze", (None, "encoder"))
         if not 0.0 < float(fraction) <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        self._check_params()
         model = self._require_model()
         X = self._check_input(X)
         Y = self._check_targets(X, Y)
-        if mode == "FS":
+        if strategy == "FS":
             keep = np.random.default_rng(self.seed).permutation(len(X))[: max(1, int(round(fraction * len(X))))]
             X, Y = X[np.sort(keep)], Y[np.sort(keep)]
         for p in model.features.parameters():
@@ -391,10 +454,12 @@ class PINet:
             X_val = self._check_input(X_val)
             Y_val = self._check_targets(X_val, Y_val)
         try:
-            self._train(model.parameters(), X, Y, X_val, Y_val, epochs or self.epochs, lr=lr or self.lr * 0.1)
+            result = self._train(X, Y, X_val, Y_val, epochs or int(self.epochs),
+                                 lr=lr or float(self.lr) * 0.1)
         finally:
             for p in model.parameters():
                 p.requires_grad_(True)
+        self.history_ = list(getattr(self, "history_", [])) + result.history
         return self
 
     # -- checkpoints ----------------------------------------------------------
@@ -404,54 +469,26 @@ class PINet:
             "kind": self.kind,
             "model": self.model_config_,
             "preset": self.preset,
-            "pi_params": _jsonable(self.engine_.config_),
+            "pi_params": _jsonable(self.pi_config),
             "training": {"optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size,
                          "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed,
-                         "val_fraction": self.val_fraction, "patience": self.patience},
+                         "val_fraction": self.val_fraction, "patience": self.patience, "head": self.head,
+                         "amp": self.amp},
             "target_scale": self.target_scale_,
-            "history": self.history_,
+            "history": getattr(self, "history_", []),
         }
-
-    def _save(self, path, *, optimizer=None, epoch=None, best=None, stale=None, best_state=None,
-              overwrite=True) -> Path:
-        tensors = {f"model.{k}": v for k, v in self._require_model().state_dict().items()}
-        meta = self._metadata()
-        if optimizer is not None:
-            # A training checkpoint: enough to resume exactly (optimizer state,
-            # epoch, and the best weights so far, which early stopping restores).
-            opt_tensors, opt_meta = optimizer_tensors(optimizer)
-            tensors.update(opt_tensors)
-            tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
-            meta["resume"] = {"epoch": epoch, "best": best, "stale": stale, "optimizer": opt_meta}
-        return save_checkpoint(path, tensors, meta, overwrite=overwrite)
 
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Write the trained model (safetensors + JSON metadata), atomically."""
-        return self._save(path, overwrite=overwrite)
-
-    def _resume(self, optimizer) -> tuple[int, float, int, dict | None]:
-        tensors, meta = load_checkpoint(self.checkpoint)
-        if meta.get("model") != self.model_config_:
-            raise CheckpointError(f"cannot resume from {self.checkpoint}: it holds {meta.get('model')}, "
-                                  f"this run builds {self.model_config_}")
-        if meta.get("pi_params") != _jsonable(self.engine_.config_):
-            raise CheckpointError(f"cannot resume from {self.checkpoint}: it was trained on other PI parameters")
-        _load_weights(self.model_, tensors, self.checkpoint)
-        state = meta.get("resume")
-        if not state:
-            raise CheckpointError(f"{self.checkpoint} is a final model, not a training checkpoint; cannot resume")
-        restore_optimizer(optimizer, tensors, state["optimizer"])
-        self.history_ = list(meta.get("history", []))
-        self.target_scale_ = float(meta.get("target_scale", 1.0))
-        best = state["best"] if state["best"] is not None else math.inf
-        best_state = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
-        return int(state["epoch"]), float(best), int(state["stale"] or 0), best_state
+        tensors = {f"model.{k}": v for k, v in self._require_model().state_dict().items()}
+        return save_checkpoint(path, tensors, self._metadata(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path, *, device: str | None = None, kind: str | None = None, in_channels: int | None = None,
              resolution: int | None = None, progress: bool = True) -> "PINet":
-        """A PINet from a checkpoint; ``kind``/``in_channels``/``resolution``,
-        when given, must match it (else :class:`CheckpointError`)."""
+        """A PINet from a checkpoint (a saved model or a training state);
+        ``kind``/``in_channels``/``resolution``, when given, must match it
+        (else :class:`CheckpointError`)."""
         tensors, meta = load_checkpoint(path)
         model_cfg = meta.get("model")
         if not isinstance(model_cfg, dict) or "name" not in model_cfg:
@@ -461,17 +498,18 @@ class PINet:
             if want is not None and want != got:
                 raise CheckpointError(f"{path} holds a PI-Net with {name}={got!r}, you asked for {want!r}")
         training = meta.get("training", {})
-        keep = ("optimizer", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "patience", "seed")
-        est = cls(meta["kind"], preset=meta.get("preset"), pi_params=_pi_overrides(meta["pi_params"]),
-                  widths=model_cfg["widths"], head=model_cfg["head"], device=device, progress=progress,
+        keep = ("optimizer", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "patience", "seed", "amp")
+        est = cls(meta["kind"], preset=meta.get("preset"), pi_params=_pi_overrides(meta["pi_params"], meta["kind"]),
+                  widths=tuple(model_cfg["widths"]), head=model_cfg["head"], device=device, progress=progress,
                   **{k: training[k] for k in keep if k in training})
-        channels = model_cfg["in_channels"]
-        est.model_ = est._build(channels)
+        est._check_params()
+        est.target_scale_ = float(meta.get("target_scale", 1.0))
+        est.model_ = est._build(model_cfg["in_channels"])
         if est.model_config_ != model_cfg:
             raise CheckpointError(f"{path}: model description {model_cfg} cannot be rebuilt ({est.model_config_})")
         _load_weights(est.model_, tensors, path)
-        est.history_ = list(meta.get("history", []))
-        est.target_scale_ = float(meta.get("target_scale", 1.0))
+        engine = meta.get("engine")
+        est.history_ = list(engine["history"] if isinstance(engine, dict) else meta.get("history", []))
         return est
 
 
@@ -491,15 +529,13 @@ def _materialize(dataset) -> tuple[np.ndarray, np.ndarray]:
     return as_np[0], as_np[1]
 
 
-def _train_mode(model: nn.Module) -> None:
-    """``model.train()``, except BatchNorm layers whose parameters are frozen:
-    they stay in eval mode so fine-tuning does not move their statistics."""
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            params = list(module.parameters())
-            if params and not any(p.requires_grad for p in params):
-                module.eval()
+def _check_int(value, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _load_weights(model: nn.Module, tensors: dict, path) -> None:
@@ -516,12 +552,13 @@ def _load_weights(model: nn.Module, tensors: dict, path) -> None:
     model.load_state_dict(state)
 
 
-def _pi_overrides(config: dict) -> dict:
-    """A stored engine configuration as keyword overrides (tuples restored)."""
-    out = {}
-    for k, v in config.items():
-        out[k] = tuple(v) if isinstance(v, list) else v
-    return out
+def _pi_overrides(config: dict, kind: str) -> dict:
+    """A stored PI configuration as keyword overrides of the kind's
+    transformer (tuples restored; keys the transformer does not take, such
+    as a signal preset's image ``order``, dropped)."""
+    transformer = SignalPersistenceImages if kind == "signal" else ImagePersistenceImages
+    accepted = set(inspect.signature(transformer.__init__).parameters) - {"self", "mode", "preset"}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in accepted}
 
 
 def _jsonable(config: dict) -> dict:

@@ -32,14 +32,13 @@ Two layouts
 
 from __future__ import annotations
 
-import inspect
 import operator
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
+from .._params import ParamsMixin
 from .._validation import check_choice, check_pair, check_positive, check_range, check_resolution
 from . import _image_kernels as K
 
@@ -57,74 +56,11 @@ class InvalidParameterError(ValueError, TypeError):
     """
 
 
-_PARAM_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-class ParamsMixin:
-    """``get_params`` / ``set_params`` / ``repr`` with scikit-learn's semantics,
-    without depending on scikit-learn.
-
-    The parameters are the arguments of ``__init__`` (no ``*args`` or
-    ``**kwargs``), each stored unchanged as an attribute of the same name, so
-    ``sklearn.base.clone``, ``Pipeline`` and ``GridSearchCV`` work.  The
-    subclasses are stateless transformers: ``fit`` only validates, and an
-    estimator that was never fit transforms as well.
+class StatelessParamsMixin(ParamsMixin):
+    """:class:`topokd._params.ParamsMixin` for stateless transformers:
+    ``fit`` only validates, an estimator never fit transforms as well, and
+    values derived from the parameters are cached until one changes.
     """
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        """Names of the ``__init__`` arguments, in signature order."""
-        names = _PARAM_NAMES.get(cls)
-        if names is None:
-            names = []
-            for p in inspect.signature(cls.__init__).parameters.values():
-                if p.name == "self":
-                    continue
-                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                    raise RuntimeError(f"{cls.__name__}.__init__ must not take *args or **kwargs")
-                names.append(p.name)
-            names = _PARAM_NAMES[cls] = tuple(names)
-        return list(names)
-
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor parameters, ``{name: value}`` (``deep``: also
-        ``name__sub`` for parameters that have ``get_params`` themselves)."""
-        out = {}
-        for key in self._get_param_names():
-            value = getattr(self, key)
-            if deep and hasattr(value, "get_params") and not isinstance(value, type):
-                out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
-            out[key] = value
-        return out
-
-    def set_params(self, **params):
-        """Set parameters (``name=value``, or ``name__sub=value`` for a nested
-        estimator); they take effect on the next ``fit`` / ``transform``,
-        which validate them.  Returns ``self``."""
-        valid = self.get_params(deep=True)
-        nested = defaultdict(dict)
-        for full, value in params.items():
-            key, delim, sub = full.partition("__")
-            if key not in valid:
-                raise ValueError(
-                    f"invalid parameter {key!r} for {type(self).__name__}; "
-                    f"valid parameters are {self._get_param_names()}"
-                )
-            if delim:
-                nested[key][sub] = value
-            else:
-                setattr(self, key, value)
-                valid[key] = value
-        for key, sub in nested.items():
-            valid[key].set_params(**sub)
-        return self
-
-    def __repr__(self) -> str:
-        """Class name and the parameters that differ from the defaults."""
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items()
-                         if not _same(v, defaults.get(k, inspect.Parameter.empty)))
-        return f"{type(self).__name__}({args})"
 
     def __getstate__(self) -> dict:
         # Derived caches are rebuilt from the parameters on demand.
@@ -156,17 +92,6 @@ class ParamsMixin:
         result = build()
         self._cache = (values, all(map(_immutable, values)), _freeze(values), result)
         return result
-
-
-def _same(a, b) -> bool:
-    if a is b:
-        return True
-    if type(a) is not type(b) or isinstance(a, np.ndarray):
-        return False
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001 - e.g. elementwise comparison
-        return False
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_})
@@ -281,7 +206,7 @@ def _build_grid(resolution, birth_range, pers_range, sigma, weight, normalize, l
     return _Grid(spec, (nb, npers), K.axis_spec(*b_kernel, spec.sigma[0]), K.axis_spec(*p_kernel, spec.sigma[1]))
 
 
-class PersistenceImage(ParamsMixin):
+class PersistenceImage(StatelessParamsMixin):
     """Diagram -> persistence image transformer (scikit-learn compatible).
 
     Parameters

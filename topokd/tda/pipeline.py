@@ -17,7 +17,7 @@ import numpy as np
 
 from .._validation import check_choice, check_layout, check_nonnegative
 from .diagrams import grid_pairs, path_pairs
-from .images import InvalidParameterError, ParamsMixin, PersistenceImage, _Grid, _images
+from .images import InvalidParameterError, PersistenceImage, StatelessParamsMixin, _Grid, _images
 from .presets import IMAGE_KEYS, PARAM_KEYS, PRESET, get_preset, is_preset
 
 SCALES = (None, "standardize", "minmax", "unit")
@@ -58,7 +58,7 @@ class _Resolved(NamedTuple):
     grid: _Grid
 
 
-class _PersistenceImagesBase(ParamsMixin):
+class _PersistenceImagesBase(StatelessParamsMixin):
     kind = ""
 
     def _resolve(self) -> _Resolved:
