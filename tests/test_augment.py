@@ -47,7 +47,7 @@ def test_removal_zero_segment_is_the_sampled_one():
 
 def test_removal_drop_closes_the_gap_and_repeats_the_last_kept_value():
     x = torch.tensor([[[1.0, 2, 3, 4, 5, 6]]])
-    drop = Removal(max_fraction=0.5, mode="drop")
+    drop = Removal(max_fraction=0.5, action="drop")
     cases = {(1, 2): [1, 4, 5, 6, 6, 6], (0, 3): [4, 5, 6, 6, 6, 6], (3, 3): [1, 2, 3, 3, 3, 3],
              (4, 2): [1, 2, 3, 4, 4, 4]}
     for (start, length), want in cases.items():
@@ -55,7 +55,7 @@ def test_removal_drop_closes_the_gap_and_repeats_the_last_kept_value():
         assert drop.apply(x, params).flatten().tolist() == want
     # random draws: compare with a list-based reference per sample and channel
     x = ramp(batch=12, length=9)
-    drop = Removal(max_fraction=1.0, mode="drop")
+    drop = Removal(max_fraction=1.0, action="drop")
     params = drop.sample(x, gen(3))
     out = drop(x, gen(3))
     assert int(params["length"].max()) <= 8  # at least one sample is kept
@@ -76,7 +76,7 @@ def test_shift_circular_is_torch_roll_and_pad_repeats_the_edge():
     assert all(-3 <= k <= 3 for k in amounts) and min(amounts) < 0 < max(amounts)
     for b, k in enumerate(amounts):
         assert torch.equal(out[b], torch.roll(x[b], k, dims=-1))
-    pad = Shift(max_shift=0.5, mode="pad")
+    pad = Shift(max_shift=0.5, boundary="pad")
     row = torch.tensor([[[1.0, 2, 3, 4, 5]]])
     assert pad.apply(row, {"shift": torch.tensor([2])}).flatten().tolist() == [1, 1, 1, 2, 3]
     assert pad.apply(row, {"shift": torch.tensor([-2])}).flatten().tolist() == [3, 4, 5, 5, 5]
@@ -121,7 +121,9 @@ def test_presets_and_lookup():
     for name, cls in [("removal", Removal), ("noise", GaussianNoise), ("shift", Shift), ("mix1", Mix1),
                       ("MIX2", Mix2)]:
         assert type(get_augmentation(name)) is cls
-    assert get_augmentation("shift", mode="pad").mode == "pad"
+    assert get_augmentation("shift", boundary="pad").boundary == "pad"
+    with pytest.warns(DeprecationWarning, match=r"renamed Shift\(boundary=...\)"):
+        assert Shift(mode="pad").boundary == "pad"
     assert sorted(AUGMENTATIONS) == ["mix1", "mix2", "noise", "none", "removal", "shift"]
     with pytest.raises(ValueError, match="unknown augmentation 'jitter'"):
         get_augmentation("jitter")
@@ -147,7 +149,7 @@ def test_reproducible_not_in_place_same_shape_dtype(name):
 
 def test_short_windows_and_integer_batches():
     one = torch.tensor([[[5.0]], [[6.0]]])  # T = 1: nothing to remove or shift
-    for augment in (Removal(), Removal(1.0, mode="drop"), Shift(1.0), Shift(1.0, mode="pad")):
+    for augment in (Removal(), Removal(1.0, action="drop"), Shift(1.0), Shift(1.0, boundary="pad")):
         assert torch.equal(augment(one, gen()), one)
     ints = torch.arange(40).reshape(2, 2, 10)
     assert Removal(0.5)(ints, gen()).dtype == torch.int64
@@ -165,8 +167,8 @@ def test_bad_inputs_and_parameters():
         Removal(0.0)
     with pytest.raises(ValueError, match="max_shift"):
         Shift(1.5)
-    with pytest.raises(ValueError, match="mode"):
-        Removal(mode="cut")
+    with pytest.raises(ValueError, match=r"action must be one of \['zero', 'drop'\], got 'cut'"):
+        Removal(action="cut")
     with pytest.raises(ValueError, match="std"):
         GaussianNoise(std=-1)
     with pytest.raises(TypeError, match="callables"):

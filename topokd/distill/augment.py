@@ -34,8 +34,19 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-REMOVAL_MODES = ("zero", "drop")
-SHIFT_MODES = ("circular", "pad")
+REMOVAL_ACTIONS = ("zero", "drop")
+SHIFT_BOUNDARIES = ("circular", "pad")
+
+
+def _renamed_mode(mode, value, new: str, cls: str):
+    """``mode=`` of an augmentation, renamed (``mode`` names the image PI mode in topokd)."""
+    if mode is None:
+        return value
+    import warnings
+
+    warnings.warn(f"{cls}(mode=...) is renamed {cls}({new}=...); mode will be removed", DeprecationWarning,
+                  stacklevel=3)
+    return mode
 _EPS = 1e-9  # so that e.g. 0.29 * 100 counts as 29 samples, not 28
 
 
@@ -108,8 +119,8 @@ class Removal(Augmentation):
     and a start ``s`` uniform in ``{0, ..., T - L}``; the same segment
     ``[s, s + L)`` in every channel.
 
-    * ``mode="zero"`` (default): the segment is set to 0 (a sensor drop-out).
-    * ``mode="drop"``: the segment is cut out, the rest moves left to close
+    * ``action="zero"`` (default): the segment is set to 0 (a sensor drop-out).
+    * ``action="drop"``: the segment is cut out, the rest moves left to close
       the gap (sampling rate unchanged, no resampling), and the last ``L``
       samples repeat the last kept value:
       ``out = concat(x[:s], x[s+L:], [x_last] * L)``; ``L <= T - 1`` here so
@@ -119,16 +130,17 @@ class Removal(Augmentation):
     ``sample`` returns ``{"start": (B,), "length": (B,)}`` int64 tensors.
     """
 
-    def __init__(self, max_fraction: float = 0.2, mode: str = "zero"):
+    def __init__(self, max_fraction: float = 0.2, action: str = "zero", *, mode: str | None = None):
         self.max_fraction = _check_fraction(max_fraction, "max_fraction", allow_zero=False)
-        if mode not in REMOVAL_MODES:
-            raise ValueError(f"mode must be one of {list(REMOVAL_MODES)}, got {mode!r}")
-        self.mode = mode
+        action = _renamed_mode(mode, action, "action", "Removal")
+        if action not in REMOVAL_ACTIONS:
+            raise ValueError(f"action must be one of {list(REMOVAL_ACTIONS)}, got {action!r}")
+        self.action = action
 
     def max_length(self, length: int) -> int:
         """Longest segment removed from a window of ``length`` samples."""
         bound = int(math.floor(self.max_fraction * length + _EPS))
-        return min(bound, length - 1) if self.mode == "drop" else bound
+        return min(bound, length - 1) if self.action == "drop" else bound
 
     def sample(self, x, generator=None) -> dict:
         _check_batch(x)
@@ -145,7 +157,7 @@ class Removal(Augmentation):
         _check_batch(x)
         start, seg = params["start"][:, None], params["length"][:, None]
         t = torch.arange(x.shape[-1], device=x.device)[None, :]
-        if self.mode == "zero":
+        if self.action == "zero":
             inside = (t >= start) & (t < start + seg)
             return x.masked_fill(inside[:, None, :], 0)
         # output position j reads x[j] before the gap, x[j + L] after it; the
@@ -192,18 +204,19 @@ class Shift(Augmentation):
     ``{-K, ..., K}`` with ``K = min(floor(max_shift * T), T - 1)``; positive
     ``k`` moves the content later (``out[t] = x[t - k]``).
 
-    * ``mode="circular"`` (default): wrap around, exactly ``torch.roll(x, k, -1)``.
-    * ``mode="pad"``: no wrap; the vacated samples repeat the edge value
+    * ``boundary="circular"`` (default): wrap around, exactly ``torch.roll(x, k, -1)``.
+    * ``boundary="pad"``: no wrap; the vacated samples repeat the edge value
       (``out[t] = x[clamp(t - k, 0, T - 1)]``).
 
     Default ``max_shift=0.1``.  ``sample`` returns ``{"shift": (B,)}`` int64.
     """
 
-    def __init__(self, max_shift: float = 0.1, mode: str = "circular"):
+    def __init__(self, max_shift: float = 0.1, boundary: str = "circular", *, mode: str | None = None):
         self.max_shift = _check_fraction(max_shift, "max_shift", allow_zero=True)
-        if mode not in SHIFT_MODES:
-            raise ValueError(f"mode must be one of {list(SHIFT_MODES)}, got {mode!r}")
-        self.mode = mode
+        boundary = _renamed_mode(mode, boundary, "boundary", "Shift")
+        if boundary not in SHIFT_BOUNDARIES:
+            raise ValueError(f"boundary must be one of {list(SHIFT_BOUNDARIES)}, got {boundary!r}")
+        self.boundary = boundary
 
     def max_samples(self, length: int) -> int:
         """Largest shift (in samples) for a window of ``length`` samples."""
@@ -218,7 +231,7 @@ class Shift(Augmentation):
         _check_batch(x)
         length = x.shape[-1]
         source = torch.arange(length, device=x.device)[None, :] - params["shift"][:, None]
-        source = source % length if self.mode == "circular" else source.clamp(0, length - 1)
+        source = source % length if self.boundary == "circular" else source.clamp(0, length - 1)
         return _gather_time(x, source)
 
 
@@ -295,7 +308,7 @@ AUGMENTATIONS: dict[str, Callable[..., Augmentation]] = {
 
 def get_augmentation(name: str | None, **kwargs) -> Augmentation:
     """The augmentation called ``name`` (see :data:`AUGMENTATIONS`), built with
-    ``kwargs`` (e.g. ``get_augmentation("shift", mode="pad")``).  ``None`` or
+    ``kwargs`` (e.g. ``get_augmentation("shift", boundary="pad")``).  ``None`` or
     ``"none"`` gives :class:`Identity`, so training loops can always call it."""
     key = "none" if name is None else str(name).lower()
     if key not in AUGMENTATIONS:
