@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test bench bench-pinet bench-distill bench-compress clean
+.PHONY: install demo test bench bench-pinet bench-distill bench-compress bench-cli clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-distill: $(STAMP)
 
 bench-compress: $(STAMP)
 	$(BIN)/python benchmarks/bench_compress.py
+
+bench-cli: $(STAMP)
+	$(BIN)/python benchmarks/bench_cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

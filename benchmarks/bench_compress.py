@@ -42,11 +42,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import importlib.metadata as _md
-import json
-import os
-import shlex
 import sys
 import tempfile
 import time
@@ -56,23 +51,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_tda import machine_info as _tda_machine_info  # noqa: E402
-
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
+from _harness import RESULTS, T0, command_line, log, loadavg, md_table, now_iso  # noqa: E402
+from _harness import machine_info as _base_machine_info  # noqa: E402
+from _harness import versions_line, write_results  # noqa: E402
 
 
 def machine_info() -> dict:
-    info = _tda_machine_info()
-    for pkg in ("torch", "torchao", "torch-pruning", "aeon", "safetensors"):
-        try:
-            info.setdefault("versions", {})[pkg] = _md.version(pkg)
-        except _md.PackageNotFoundError:
-            info.setdefault("versions", {})[pkg] = "not installed"
-    info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    info = _base_machine_info(("scipy", "gudhi", "persim", "ripser", "torchao", "torch-pruning", "aeon", "safetensors"))
+    info["load_average"] = [round(v, 2) for v in loadavg() or []]
     return info
 
 
@@ -264,7 +250,7 @@ def render(res: dict) -> str:
           f"- date: {res['date']}  (script wall time {res['wall_s']:.0f} s = {res['wall_s'] / 60:.1f} min)",
           f"- machine: {m.get('nproc')} CPUs (nproc), {m.get('cpu_model')}; load average at start "
           f"{', '.join(str(v) for v in res['load_average_start'])} (shared machine); {m.get('platform')}",
-          "- versions: " + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items()),
+          versions_line(m),
           f"- data: {res['data']}; test accuracy on {res['n_test']} windows (one window = "
           f"{100 / res['n_test']:.1f} points)",
           "- threads: 1 (training, fine-tuning and timing)",
@@ -280,19 +266,19 @@ def render(res: dict) -> str:
           f"{res['args']['rounds']} interleaved rounds; size: serialized file (safetensors state_dict for float, "
           "torch.export `.pt2` for int8: graph + int8 weights); tensor bytes: the tensor data alone; MACs: "
           "FlopCounterMode at batch 1 (conv + linear)", ""]
-    L += ["## Results", "",
-          "| variant | test acc | Δ acc (points) | params | non-zero | size (bytes) | smaller | tensor bytes | "
-          "smaller (tensors) | MACs | latency b=1 (ms) | faster b=1 | latency b=32 (ms) | faster b=32 | "
-          "peak mem b=32 (KiB) | goal b=1 / b=32 |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows:
-        mem = "–" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 1024:.0f}"
-        L.append(f"| {r['variant']} | {r['test_acc']:.3f} | {r['acc_delta_points']:+.1f} | {r['params']:,} | "
-                 f"{r['nonzero']:,} | {r['size_bytes']:,} | {r['smaller_x']:.2f}x | {r['tensor_bytes']:,} | "
-                 f"{r['smaller_tensors_x']:.2f}x | {r['macs']:,} | {r['latency_b1_ms']:.3f} ± "
-                 f"{r['latency_b1_iqr_ms']:.3f} | {r['faster_b1_x']:.2f}x | {r['latency_b32_ms']:.2f} ± "
-                 f"{r['latency_b32_iqr_ms']:.2f} | {r['faster_b32_x']:.2f}x | {mem} | "
-                 f"{'yes' if r['goal_b1'] else 'no'} / {'yes' if r['goal_b32'] else 'no'} |")
+    L += ["## Results", ""]
+    L += md_table(
+        ["variant", "test acc", "Δ acc (points)", "params", "non-zero", "size (bytes)", "smaller", "tensor bytes",
+         "smaller (tensors)", "MACs", "latency b=1 (ms)", "faster b=1", "latency b=32 (ms)", "faster b=32",
+         "peak mem b=32 (KiB)", "goal b=1 / b=32"],
+        ([r["variant"], f"{r['test_acc']:.3f}", f"{r['acc_delta_points']:+.1f}", f"{r['params']:,}",
+          f"{r['nonzero']:,}", f"{r['size_bytes']:,}", f"{r['smaller_x']:.2f}x", f"{r['tensor_bytes']:,}",
+          f"{r['smaller_tensors_x']:.2f}x", f"{r['macs']:,}", f"{r['latency_b1_ms']:.3f} ± {r['latency_b1_iqr_ms']:.3f}",
+          f"{r['faster_b1_x']:.2f}x", f"{r['latency_b32_ms']:.2f} ± {r['latency_b32_iqr_ms']:.2f}",
+          f"{r['faster_b32_x']:.2f}x",
+          "–" if r["peak_memory_bytes"] is None else f"{r['peak_memory_bytes'] / 1024:.0f}",
+          f"{'yes' if r['goal_b1'] else 'no'} / {'yes' if r['goal_b32'] else 'no'}"] for r in rows),
+        "l" + "r" * 14 + "l")
     if res.get("compiled"):
         comp = res["compiled"]
         base = {r["variant"]: r for r in rows}["float32"]
@@ -301,19 +287,20 @@ def render(res: dict) -> str:
               "Eager PyTorch spends most of a batch-1 forward of these small networks in per-operator dispatch "
               "and Python module calls; Inductor fuses the graph, which shows what the smaller networks gain once "
               "that overhead is gone. Speed-ups against eager float32 and against compiled float32. Compile "
-              "times are those of this run (Inductor's on-disk cache may hold earlier compilations).", "",
-              "| variant | compile (s) | latency b=1 (ms) | vs eager fp32 | vs compiled fp32 | latency b=32 (ms) | "
-              "vs eager fp32 | vs compiled fp32 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "times are those of this run (Inductor's on-disk cache may hold earlier compilations).", ""]
+        crows = []
         for name, c in comp.items():
             if "error" in c:
-                L.append(f"| {name} | {c['seconds']:.0f} | fails: {c['error']} | | | | | |")
+                crows.append([name, f"{c['seconds']:.0f}", f"fails: {c['error']}", "", "", "", "", ""])
                 continue
             l1, l32 = c["latency"]["1"]["median_ms"], c["latency"]["32"]["median_ms"]
             r1 = f"{ref['1']['median_ms'] / l1:.2f}x" if ref else "–"
             r32 = f"{ref['32']['median_ms'] / l32:.2f}x" if ref else "–"
-            L.append(f"| {name} | {c['seconds']:.0f} | {l1:.3f} ± {c['latency']['1']['iqr_ms']:.3f} | "
-                     f"{base['latency_b1_ms'] / l1:.2f}x | {r1} | {l32:.2f} ± {c['latency']['32']['iqr_ms']:.2f} | "
-                     f"{base['latency_b32_ms'] / l32:.2f}x | {r32} |")
+            crows.append([name, f"{c['seconds']:.0f}", f"{l1:.3f} ± {c['latency']['1']['iqr_ms']:.3f}",
+                          f"{base['latency_b1_ms'] / l1:.2f}x", r1, f"{l32:.2f} ± {c['latency']['32']['iqr_ms']:.2f}",
+                          f"{base['latency_b32_ms'] / l32:.2f}x", r32])
+        L += md_table(["variant", "compile (s)", "latency b=1 (ms)", "vs eager fp32", "vs compiled fp32",
+                       "latency b=32 (ms)", "vs eager fp32", "vs compiled fp32"], crows, "lrrrrrrr")
     L += ["", "Variants:", ""]
     L += [f"- `{r['variant']}`: {r['description']} (built in {r['seconds_to_build']:.1f} s)" for r in rows]
     L += ["", "## Goal: >= 3x smaller, >= 1.5x faster, <= 1 accuracy point lost", ""]
@@ -392,7 +379,7 @@ def main() -> int:
     if args.compile is None:
         args.compile = not quick
     name = args.name or ("compress-quick" if quick else "compress")
-    load_start = [round(v, 2) for v in os.getloadavg()]
+    load_start = [round(v, 2) for v in loadavg() or []]
 
     import torch
 
@@ -406,8 +393,8 @@ def main() -> int:
     measure(args, variants, X)
     compiled = measure_compiled(args, variants, X) if args.compile else {}
     rows = summarize(variants)
-    res = {"quick": quick, "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
-           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    res = {"quick": quick, "command": command_line(),
+           "date": now_iso(utc=True),
            "machine": machine_info(), "load_average_start": load_start, "args": vars(args),
            "data": splits.description, "n_test": len(splits.test),
            "training": {k: v for k, v in training.items()}, "rows": rows, "verdict": verdict(rows, compiled),
@@ -421,10 +408,8 @@ def main() -> int:
                                                  ("method", "backend", "reduce_range", "weights", "activations",
                                                   "lowered", "lowered_int8_ops", "reference_ops")}
     res["wall_s"] = time.perf_counter() - T0
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (out / f"{name}.md").write_text(render(res))
+    out = RESULTS
+    write_results(out, name, res, render(res), indent=1, default=str)
     log(f"wrote {out / (name + '.md')} and .json")
     print(render(res))
     return 0

@@ -44,11 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as _dt
-import importlib.metadata as _md
 import json
-import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -59,10 +55,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_tda import _short  # noqa: E402
-from bench_tda import machine_info as _tda_machine_info  # noqa: E402
+from _harness import T0, command_line, log, loadavg, md_table, now_iso  # noqa: E402
+from _harness import machine_info as _base_machine_info  # noqa: E402
+from _harness import versions_line, write_results as _write_results  # noqa: E402
 
 DATASETS = ("basic-motions", "synthetic")
 KD = {"weight": 0.9, "temperature": 4.0}
@@ -88,11 +84,6 @@ VARIANTS = {
                   "multi-teacher KD, PI 0.7 + signal 0.3"),
 }
 AUGS = (None, "mix1")
-T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -271,18 +262,9 @@ def summarize(runs: list[dict], variants) -> dict:
 # Machine / report
 # ---------------------------------------------------------------------------
 def machine_info(threads: int) -> dict:
-    """bench_tda's machine description plus torch's versions, threads and the load."""
-    info = _tda_machine_info()
-    for pkg in ("torch", "aeon", "safetensors"):
-        try:
-            info["versions"][pkg] = _md.version(pkg)
-        except _md.PackageNotFoundError:
-            info["versions"][pkg] = "not installed"
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {**info, "torch_threads": threads, "loadavg_at_start": load}
+    """The harness's machine description plus torch's threads and the load."""
+    info = _base_machine_info(("scipy", "gudhi", "persim", "ripser", "aeon", "safetensors"))
+    return {**info, "torch_threads": threads, "loadavg_at_start": loadavg()}
 
 
 def pct(s: dict, key="mean") -> str:
@@ -318,9 +300,7 @@ def render_markdown(res: dict) -> str:
     L.append(f"- machine: {m['nproc']} CPUs (nproc), {m['cpu_model']}; torch threads {m['torch_threads']}; "
              f"load average at start {', '.join(f'{x:.1f}' for x in load) if load else 'n/a'} "
              f"(shared machine); {m['platform']}")
-    L.append("- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-             + (f"; topokd git {m['git'].get('commit')}{' (dirty working tree)' if m['git'].get('dirty') else ''}"
-                if m["git"] else ""))
+    L.append(versions_line(m, dirty_label="dirty working tree"))
     L.append(f"- seeds: {a['seeds']} (each seed: its own validation split, initial weights, batch order and "
              "augmentation; for `synthetic` also its own data set)")
     L.append("- epochs: " + "; ".join(
@@ -346,12 +326,11 @@ def render_markdown(res: dict) -> str:
                  f"(one test window = {100 / sz['test']:.1f} points of accuracy); PIs "
                  f"{tuple(run0['pi_shape'])}; {len(d['seeds'])} seed(s).\n")
         L.append("**Teachers** (test accuracy %, mean ± std over seeds)\n")
-        L.append("| teacher | best-val checkpoint (used for KD) | last epoch | best-val epoch |")
-        L.append("|---|---:|---:|---:|")
-        for name, desc in (("signal", f"signal `{a['signal_teacher']}` 1-D"), ("pi", f"PI `{a['pi_teacher']}` 2-D")):
-            t = d["teachers"][name]
-            L.append(f"| {desc} | {pm(t['test_acc'])} | {pm(t['test_acc_last'])} | "
-                     f"{t['best_epoch']['mean']:.1f} |")
+        L += md_table(["teacher", "best-val checkpoint (used for KD)", "last epoch", "best-val epoch"],
+                      ([desc, pm(d["teachers"][name]["test_acc"]), pm(d["teachers"][name]["test_acc_last"]),
+                        f"{d['teachers'][name]['best_epoch']['mean']:.1f}"]
+                       for name, desc in (("signal", f"signal `{a['signal_teacher']}` 1-D"),
+                                          ("pi", f"PI `{a['pi_teacher']}` 2-D"))), "lrrr")
         L.append("")
         L.append("**Students** (`WRN-16-1` 1-D; test accuracy %, mean ± std over seeds; Δ = variant − scratch "
                  "trained with the same augmentation, mean over seeds, with the paired std of the per-seed "
@@ -360,38 +339,38 @@ def render_markdown(res: dict) -> str:
         for metric, title in (("test_acc", "best-validation checkpoint (topokd's `summary[\"test_acc\"]`)"),
                               ("test_acc_last", "last epoch")):
             L.append(f"*{title}*\n")
-            L.append("| variant | aug | test acc | Δ vs scratch | paired std of Δ | scratch std | wins / losses | "
-                     "Δ > scratch std |")
-            L.append("|---|---|---:|---:|---:|---:|---:|---|")
+            rows = []
             for augment in AUGS:
                 aug = augment or "none"
                 for variant in a["variants"]:
                     s = d["students"][f"{variant}|{aug}"][metric]
                     if variant == "scratch":
-                        L.append(f"| {variant} ({names[variant]}) | {aug} | {pm(s)} | – | – | {pct(s, 'std')} | – | – |")
+                        rows.append([f"{variant} ({names[variant]})", aug, pm(s), "–", "–", pct(s, "std"), "–", "–"])
                     else:
-                        L.append(f"| {variant} ({names[variant]}) | {aug} | {pm(s)} | {signed(s['diff_mean'])} | "
-                                 f"{pct(s, 'diff_std')} | {pct(s, 'scratch_std')} | {s['wins']} / {s['losses']} | "
-                                 f"{verdict(s)} |")
+                        rows.append([f"{variant} ({names[variant]})", aug, pm(s), signed(s["diff_mean"]),
+                                     pct(s, "diff_std"), pct(s, "scratch_std"), f"{s['wins']} / {s['losses']}",
+                                     verdict(s)])
+            L += md_table(["variant", "aug", "test acc", "Δ vs scratch", "paired std of Δ", "scratch std",
+                           "wins / losses", "Δ > scratch std"], rows, "llrrrrrl")
             L.append("")
         L.append("Per-seed test accuracies (best-val checkpoint / last epoch, %):\n")
-        L.append("| run | " + " | ".join(f"seed {s}" for s in d["seeds"]) + " | mean s per run | "
-                 "mean best-val epoch |")
-        L.append("|---|" + "---|" * len(d["seeds"]) + "---:|---:|")
         rs = sorted((r for r in res["runs"] if r["dataset"] == dataset), key=lambda r: r["seed"])
+        rows = []
         for name in ("signal", "pi"):
             cells = [f"{100 * r['teachers'][name]['test_acc']:.1f} / {100 * r['teachers'][name]['test_acc_last']:.1f}"
                      for r in rs]
             secs = np.mean([r["teachers"][name]["seconds"] for r in rs])
             be = np.mean([r["teachers"][name]["best_epoch"] for r in rs])
-            L.append(f"| teacher {name} | " + " | ".join(cells) + f" | {secs:.1f} | {be:.1f} |")
+            rows.append([f"teacher {name}", *cells, f"{secs:.1f}", f"{be:.1f}"])
         for augment in AUGS:
             for variant in a["variants"]:
                 key = f"{variant}|{augment or 'none'}"
                 cells = [f"{100 * r['students'][key]['test_acc']:.1f} / {100 * r['students'][key]['test_acc_last']:.1f}"
                          for r in rs]
-                L.append(f"| {variant}, {augment or 'none'} | " + " | ".join(cells)
-                         + f" | {d['students'][key]['seconds']['mean']:.1f} | {d['students'][key]['best_epoch']['mean']:.1f} |")
+                rows.append([f"{variant}, {augment or 'none'}", *cells, f"{d['students'][key]['seconds']['mean']:.1f}",
+                             f"{d['students'][key]['best_epoch']['mean']:.1f}"])
+        L += md_table(["run", *(f"seed {s}" for s in d["seeds"]), "mean s per run", "mean best-val epoch"], rows,
+                      "l" * (1 + len(d["seeds"])) + "rr")
         L.append("")
     if res.get("findings"):
         L.append("## Findings\n")
@@ -500,9 +479,7 @@ def parse_args(argv=None):
 
 def write_results(args, res: dict) -> None:
     res["wall_s"] = time.perf_counter() - T0
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (args.out / f"{args.name}.md").write_text(render_markdown(res))
+    _write_results(args.out, args.name, res, render_markdown(res), indent=1, default=str)
 
 
 def make_notes(settings: dict, quick: bool) -> list[str]:
@@ -533,9 +510,7 @@ def render_only(args) -> int:
     res = json.loads(args.render_json.read_text())
     res["findings"] = findings(res["summary"], res["settings"]["variants"])
     res["notes"] = make_notes(res["settings"], res["quick"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (args.out / f"{args.name}.md").write_text(render_markdown(res))
+    _write_results(args.out, args.name, res, render_markdown(res), indent=1, default=str)
     log(f"re-rendered {args.render_json} into {args.out / args.name}.md/.json")
     return 0
 
@@ -548,7 +523,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    command = shlex.join([_short(sys.executable), _short(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv)
     log(f"{command}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="topokd-bench-distill-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -556,7 +531,7 @@ def main(argv=None) -> int:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("out", "name", "workdir", "keep_runs", "render_json")}
     res = {"quick": args.quick, "command": command,
-           "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+           "date": now_iso(),
            "machine": machine_info(args.threads), "settings": settings,
            "variants": {k: {"teachers": v[0], "losses": student_config(args, {"output": "x"}, DATASETS[0], k, None)
                             ["student"]["losses"], "description": v[2]} for k, v in VARIANTS.items()},

@@ -37,12 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import importlib.metadata as _md
-import json
-import os
 import resource
-import shlex
 import sys
 import tempfile
 import time
@@ -54,11 +49,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_tda import machine_info as _tda_machine_info  # noqa: E402
-from bench_tda import ref_authors  # noqa: E402
-from bench_tda import _short  # noqa: E402
-
-T0 = time.perf_counter()
+from _harness import T0, best_of, command_line, log, loadavg, md_table, now_iso, timed  # noqa: E402
+from _harness import machine_info as _base_machine_info  # noqa: E402
+from _harness import versions_line, write_results  # noqa: E402
+from bench_tda import PACKAGES as TDA_PACKAGES  # noqa: E402
+from bench_tda import ref_authors  # noqa: E402  (the authors' reference pipeline, shared with bench_tda)
 
 #: Authors' pipeline for the speed comparison: ripser lower star on each
 #: standardised (window, channel), drop infinite bars, persim.PersImage with the
@@ -68,25 +63,6 @@ AUTHORS = dict(pixels=(50, 50), spread=0.15, specs={"minBD": -3, "maxBD": 3}, th
 #: check that the reference does the work it is credited with.
 AUTHORS_TOPOKD = dict(preset="tda-kd-signal", scale=None, birth_range=(-3.0, 3.0), sigma=0.15, resolution=50,
                       min_persistence=0.0)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
-
-
-def timed(fn):
-    t = time.perf_counter()
-    res = fn()
-    return res, time.perf_counter() - t
-
-
-def best_of(fn, repeats: int):
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), times
 
 
 # ---------------------------------------------------------------------------
@@ -202,20 +178,13 @@ def train_cv_accuracy(F, y, seed: int, scaling: str) -> float:
 def machine_info(device) -> dict:
     import torch
 
-    m = _tda_machine_info()
-    for pkg in ("torch", "aeon", "scikit-learn"):
-        try:
-            m["versions"][pkg] = _md.version(pkg)
-        except _md.PackageNotFoundError:
-            m["versions"][pkg] = "not installed"
+    m = _base_machine_info((*TDA_PACKAGES, "aeon", "scikit-learn"))
     m["torch_threads"] = torch.get_num_threads()
     m["device"] = str(device)
     m["cuda_available"] = bool(torch.cuda.is_available())
     m["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    try:
-        m["loadavg_start"] = list(os.getloadavg())
-    except OSError:
-        pass
+    if loadavg() is not None:
+        m["loadavg_start"] = loadavg()
     return m
 
 
@@ -233,7 +202,6 @@ def fmt_ratio(x: float) -> str:
 
 def render_markdown(res: dict) -> str:
     m = res["machine"]
-    v = m["versions"]
     L = []
     L.append(f"# topokd PI-Net benchmark{' (quick smoke test)' if res['quick'] else ''}\n")
     L.append(f"- command: `{res['command']}`")
@@ -249,8 +217,7 @@ def render_markdown(res: dict) -> str:
     L.append(f"- training device: **{m['device']}**"
              + (f" ({m['cuda_device']}, mixed precision)" if m["cuda_device"] and m["device"].startswith("cuda")
                 else "; CUDA not available, so no GPU figures in this run" if not m["cuda_available"] else ""))
-    L.append("- versions: " + ", ".join(f"{k} {val}" for k, val in v.items())
-             + (f"; topokd git {m['git'].get('commit')}{' (dirty)' if m['git'].get('dirty') else ''}" if m["git"] else ""))
+    L.append(versions_line(m))
     t = res["training"]
     L.append(f"- PI-Net: `PINet(\"signal\")`, widths {tuple(t['widths'])} ({t['parameters']:,} parameters on 6 "
              f"channels), targets = exact PIs of the `standard-signal` preset (50x50 per channel); batch "
@@ -260,16 +227,16 @@ def render_markdown(res: dict) -> str:
              "**expect noise of up to ~2-5x** (see the load averages above)\n")
 
     L.append("## 1. Surrogate quality (held-out, vs exact PIs)\n")
-    L.append("| data | optimizer | epochs (run / budget, best) | train s | test MSE | mean-baseline MSE | "
-             "MSE / baseline | Pearson | baseline Pearson | max abs err | train-split MSE (fit) | train-split Pearson (fit) |")
-    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in res["quality"]:
-        h = r["history"]
-        L.append(f"| {r['data']} | {r['optimizer']} | {h['epochs_run']} / {r['epochs_budget']}, {h['best_epoch']} | "
-                 f"{r['fit_s']:.0f} | {r['test']['mse']:.3e} | {r['baseline_mean']['mse']:.3e} | "
-                 f"**{r['mse_ratio_vs_baseline']:.3f}** | **{r['test']['pearson']:.3f}** | "
-                 f"{r['baseline_mean']['pearson']:.3f} | {r['test']['max_abs']:.3f} | {r['train']['mse']:.3e} | "
-                 f"{r['train']['pearson']:.3f} |")
+    L += md_table(
+        ["data", "optimizer", "epochs (run / budget, best)", "train s", "test MSE", "mean-baseline MSE",
+         "MSE / baseline", "Pearson", "baseline Pearson", "max abs err", "train-split MSE (fit)",
+         "train-split Pearson (fit)"],
+        ([r["data"], r["optimizer"], f"{r['history']['epochs_run']} / {r['epochs_budget']}, {r['history']['best_epoch']}",
+          f"{r['fit_s']:.0f}", f"{r['test']['mse']:.3e}", f"{r['baseline_mean']['mse']:.3e}",
+          f"**{r['mse_ratio_vs_baseline']:.3f}**", f"**{r['test']['pearson']:.3f}**",
+          f"{r['baseline_mean']['pearson']:.3f}", f"{r['test']['max_abs']:.3f}", f"{r['train']['mse']:.3e}",
+          f"{r['train']['pearson']:.3f}"] for r in res["quality"]),
+        "llrrrrrrrrrr")
     L.append("")
     L.append("MSE, Pearson (mean over the (sample, channel) 50x50 images) and max abs error are computed by "
              "`topokd.pinet.pi_agreement` on the unscaled PIs. The mean baseline predicts, for every test "
@@ -295,13 +262,13 @@ def render_markdown(res: dict) -> str:
     s = res["speed"]
     L.append(f"## 2. Speed ({s['n']} windows, T = 100, 6 channels)\n")
     L.append(f"Workload: {s['workload']}.\n")
-    L.append("| method | device | windows timed | seconds | windows/s | vs authors' pipeline | vs exact engine (standard-signal) |")
-    L.append("|---|---|---:|---:|---:|---:|---:|")
     ex = s["exact"]["windows_per_s"]
     au = s["authors"]["windows_per_s"]
-    for r in s["rows"]:
-        L.append(f"| {r['method']} | {r['device']} | {r['n']} | {r['seconds']:.3f} | {fmt_rate(r['windows_per_s'])} | "
-                 f"{fmt_ratio(r['windows_per_s'] / au)} | {fmt_ratio(r['windows_per_s'] / ex)} |")
+    L += md_table(["method", "device", "windows timed", "seconds", "windows/s", "vs authors' pipeline",
+                   "vs exact engine (standard-signal)"],
+                  ([r["method"], r["device"], r["n"], f"{r['seconds']:.3f}", fmt_rate(r["windows_per_s"]),
+                    fmt_ratio(r["windows_per_s"] / au), fmt_ratio(r["windows_per_s"] / ex)] for r in s["rows"]),
+                  "llrrrrr")
     L.append("")
     L.append(f"- topokd and PI-Net: best of {s['repeats']} runs over all {s['n']} windows after a warm-up "
              f"(PI-Net: `predict(X, batch_size={s['batch_size']})` on the raw windows, i.e. including its "
@@ -320,23 +287,23 @@ def render_markdown(res: dict) -> str:
     d = res["downstream"]
     L.append("## 3. Downstream: classifying BasicMotions from PIs\n")
     L.append(f"Classifier: {d['classifier']}.\n")
-    L.append("| split | train on -> test on | accuracy | vs exact/exact |")
-    L.append("|---|---|---:|---:|")
     labels = {"exact": "exact -> exact", "pinet": "PI-Net -> PI-Net", "exact_to_pinet": "exact -> PI-Net"}
     first = next(iter(d["official"].values()))
-    L.append(f"| official 40/40 | exact -> exact | **{100 * first['exact']:.1f} %** | |")
+    rows = [["official 40/40", "exact -> exact", f"**{100 * first['exact']:.1f} %**", ""]]
     for name, accs in d["official"].items():
         for key in ("pinet", "exact_to_pinet"):
             delta = 100 * (accs[key] - accs["exact"])
-            L.append(f"| official 40/40, {name} | {labels[key]} | **{100 * accs[key]:.1f} %** | {delta:+.1f} pts |")
+            rows.append([f"official 40/40, {name}", labels[key], f"**{100 * accs[key]:.1f} %**", f"{delta:+.1f} pts"])
     cv = d.get("cv")
     if cv:
         for key, lab in labels.items():
             a = np.array([r[key] for r in cv["splits"]]) * 100
             delta = a - np.array([r["exact"] for r in cv["splits"]]) * 100
-            L.append(f"| {len(cv['splits'])} stratified 40/40 splits of the 80 (adamw, {cv['epochs']} epochs) | "
-                     f"{lab} | {a.mean():.1f} ± {a.std(ddof=1) if len(a) > 1 else 0:.1f} % | "
-                     f"{'' if key == 'exact' else f'{delta.mean():+.1f} ± {delta.std(ddof=1) if len(a) > 1 else 0:.1f} pts'} |")
+            sd = (lambda v: v.std(ddof=1) if len(v) > 1 else 0)
+            rows.append([f"{len(cv['splits'])} stratified 40/40 splits of the 80 (adamw, {cv['epochs']} epochs)", lab,
+                         f"{a.mean():.1f} ± {sd(a):.1f} %",
+                         "" if key == "exact" else f"{delta.mean():+.1f} ± {sd(delta):.1f} pts"])
+    L += md_table(["split", "train on -> test on", "accuracy", "vs exact/exact"], rows, "llrr")
     L.append("")
     ch = d["scaling_choice"]["train_split_5fold_cv_accuracy_exact_pis"]
     L.append(f"- Feature scaling: one global factor (train-split 5-fold CV accuracy on exact PIs "
@@ -438,7 +405,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    command = shlex.join([_short(sys.executable), _short(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv)
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log(f"topokd {topokd.__version__}, torch {torch.__version__}; device {device}; {command}")
     machine = machine_info(device)
@@ -695,7 +662,7 @@ def main(argv=None) -> int:
 
     res = {
         "quick": args.quick, "command": command,
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine,
+        "date": now_iso(), "machine": machine,
         "seed": args.seed,
         "training": {"widths": list(args.widths), "parameters": int(n_params), "batch_size": args.batch_size,
                      "lr": args.lr, "val_fraction": args.val_fraction, "patience": args.patience,
@@ -705,18 +672,14 @@ def main(argv=None) -> int:
                      "exact_bm_80_s": exact_bm_s},
         "quality": quality, "speed": speed, "downstream": down, "training_s_total": training_s, "notes": notes,
     }
-    try:
-        res["loadavg_end"] = list(os.getloadavg())
-    except OSError:
-        pass
+    if loadavg() is not None:
+        res["loadavg_end"] = loadavg()
     res["wall_s"] = time.perf_counter() - T0
     ru = resource.getrusage(resource.RUSAGE_SELF)
     res["process_cpu_s"] = ru.ru_utime + ru.ru_stime
 
-    args.out.mkdir(parents=True, exist_ok=True)
     md = render_markdown(res)
-    (args.out / f"{args.name}.md").write_text(md)
-    (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_results(args.out, args.name, res, md)
     print(md)
     log(f"wrote {args.out / (args.name + '.md')} and {args.out / (args.name + '.json')}")
     return 0

@@ -34,14 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import importlib.metadata as _md
-import json
-import os
-import platform
-import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +44,11 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _harness import REPO, T0, best_of, command_line, log, machine_info, md_table, now_iso  # noqa: E402
+from _harness import run_cli, timed, versions_line, write_results  # noqa: E402
+
 DEFAULT_FIXTURE = REPO.parent / "shared" / "fixtures" / "pinet_cifar10_sample.mat"
 
 TARGETS = {"a": 200.0, "b": 25.0, "c": 20.0}
@@ -63,13 +60,6 @@ SIG_A = dict(pixels=(64, 64), spread=0.015, specs={"minBD": -1, "maxBD": 1}, thr
 IMG_A = dict(pixels=(50, 50), spread=0.05, specs={"minBD": 0, "maxBD": 1}, threshold=1.5 / 255)
 SIG_B = dict(birth_range=(-3.0, 3.0), pers_range=(0.0, 6.0), pixel_size=0.12, sigma_std=0.15)
 IMG_B = dict(birth_range=(0.0, 1.0), pers_range=(0.0, 1.0), pixel_size=0.02, sigma_std=0.02)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.perf_counter() - T0:7.1f} s] {msg}", file=sys.stderr, flush=True)
-
-
-T0 = time.perf_counter()
 
 
 # ---------------------------------------------------------------------------
@@ -207,23 +197,8 @@ def ref_cubical(channels: list[np.ndarray], p: dict):
 
 
 # ---------------------------------------------------------------------------
-# Timing helpers
+# Sampling helpers
 # ---------------------------------------------------------------------------
-def best_of(fn, repeats: int):
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), times
-
-
-def timed(fn):
-    t = time.perf_counter()
-    res = fn()
-    return res, time.perf_counter() - t
-
-
 def subset(n: int, k: int, seed: int) -> np.ndarray:
     k = min(k, n)
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
@@ -272,21 +247,6 @@ def compare(name, *, workload, topokd_desc, ref_key, ref_desc, n_full, topo_fn, 
 # ---------------------------------------------------------------------------
 # Streaming memory
 # ---------------------------------------------------------------------------
-# Peak RSS from VmHWM, which belongs to the new process image: ru_maxrss keeps
-# the high-water mark across fork+exec, i.e. it would report this (large)
-# benchmark process's RSS at the moment of the fork.
-WRAPPER = (
-    "import json, resource, sys, time\n"
-    "from topokd.cli import main\n"
-    "t = time.perf_counter()\n"
-    "rc = main(sys.argv[1:])\n"
-    "el = time.perf_counter() - t\n"
-    "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
-    "kib = hwm[0] if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "print('BENCH_RESULT ' + json.dumps({'rc': rc, 'seconds': el, 'maxrss_kib': kib}))\n"
-)
-
-
 def memory_run(n_windows: int, length: int, channels: int, seed: int, chunk: int, tmp: Path, X=None):
     path = tmp / f"windows_{n_windows}.npy"
     out = tmp / f"pis_{n_windows}.npz"
@@ -295,17 +255,10 @@ def memory_run(n_windows: int, length: int, channels: int, seed: int, chunk: int
     np.save(path, X)
     del X
     args = [str(path), "-o", str(out), "--kind", "signal", "--chunk-size", str(chunk), "--quiet", "--force"]
-    cmd = [sys.executable, "-c", WRAPPER, "pi", *args]
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
-    if proc.returncode != 0 or not line:
-        raise RuntimeError(f"topokd pi failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    res = json.loads(line[-1][len("BENCH_RESULT "):])
-    if res["rc"] != 0:
-        raise RuntimeError(f"topokd pi returned {res['rc']}:\n{proc.stdout}\n{proc.stderr}")
+    # A fresh `python -c` child running topokd.cli.main that reads its own
+    # VmHWM (ru_maxrss would include this benchmark process it was forked from).
+    res = run_cli(["pi", *args])
+    wall, children = res["wall_s"], res["rusage_children_maxrss_kib"]
     row = {
         "windows": n_windows, "input_shape": [n_windows, length, channels],
         "input_mib": path.stat().st_size / 2**20, "output_mib": out.stat().st_size / 2**20,
@@ -321,38 +274,8 @@ def memory_run(n_windows: int, length: int, channels: int, seed: int, chunk: int
 # ---------------------------------------------------------------------------
 # Machine / report
 # ---------------------------------------------------------------------------
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
-    versions = {"python": platform.python_version()}
-    for pkg in ("topokd", "numpy", "numba", "scipy", "gudhi", "persim", "ripser"):
-        try:
-            versions[pkg] = _md.version(pkg)
-        except _md.PackageNotFoundError:
-            versions[pkg] = "not installed"
-    import numba
-
-    git = {}
-    try:
-        git["commit"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                       capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        git["dirty"] = bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return {"nproc": nproc, "cpu_model": cpu, "platform": platform.platform(),
-            "numba_threads": numba.get_num_threads(), "versions": versions, "git": git}
+#: Versions listed in the report besides Python and the harness's base packages.
+PACKAGES = ("scipy", "gudhi", "persim", "ripser")
 
 
 def fmt_s(x: float) -> str:
@@ -369,14 +292,12 @@ def verdict(ok: bool) -> str:
 
 def render_markdown(res: dict) -> str:
     m = res["machine"]
-    v = m["versions"]
     L = []
     L.append(f"# topokd persistence-image benchmark{' (quick smoke test)' if res['quick'] else ''}\n")
     L.append(f"- command: `{res['command']}`")
     L.append(f"- date: {res['date']}  (script wall time {res['wall_s']:.0f} s)")
     L.append(f"- machine: {m['nproc']} CPUs (nproc), {m['cpu_model']}; numba threads {m['numba_threads']}; {m['platform']}")
-    L.append("- versions: " + ", ".join(f"{k} {val}" for k, val in v.items())
-             + (f"; topokd git {m['git'].get('commit')}{' (dirty)' if m['git'].get('dirty') else ''}" if m["git"] else ""))
+    L.append(versions_line(m))
     L.append(f"- signals (S): {res['workloads']['signals']}")
     L.append(f"- images (I): {res['workloads']['images']}")
     L.append(f"- topokd: full workload, best of {res['repeats']}, after a warm-up; output float32 (the timed call), "
@@ -384,35 +305,32 @@ def render_markdown(res: dict) -> str:
     L.append(f"- references: one timed run on a seeded random subset (seed {res['seed']}), throughput extrapolated linearly\n")
 
     L.append("## Speed and agreement\n")
-    L.append("| workload | topokd | reference | N | topokd s (full) | topokd samples/s | ref N | ref s | "
-             "ref samples/s | ref s (extrap. full) | speed-up | target | max abs diff | result |")
-    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for r in res["comparisons"]:
-        ok = r["speedup_pass"] and r["diff_pass"]
-        L.append(f"| {r['workload']} | {r['topokd']} | ({r['ref_key']}) {r['reference']} | {r['n']} | "
-                 f"{fmt_s(r['topokd_s'])} | {fmt_rate(r['topokd_samples_per_s'])} | {r['ref_n']} | "
-                 f"{fmt_s(r['ref_s'])} | {fmt_rate(r['ref_samples_per_s'])} | {fmt_s(r['ref_s_extrapolated_full'])} | "
-                 f"**{r['speedup']:.0f}x** | >= {r['speedup_target']:.0f}x | {r['max_abs_diff']:.1e} | {verdict(ok)} |")
+    L += md_table(
+        ["workload", "topokd", "reference", "N", "topokd s (full)", "topokd samples/s", "ref N", "ref s",
+         "ref samples/s", "ref s (extrap. full)", "speed-up", "target", "max abs diff", "result"],
+        ([r["workload"], r["topokd"], f"({r['ref_key']}) {r['reference']}", r["n"], fmt_s(r["topokd_s"]),
+          fmt_rate(r["topokd_samples_per_s"]), r["ref_n"], fmt_s(r["ref_s"]), fmt_rate(r["ref_samples_per_s"]),
+          fmt_s(r["ref_s_extrapolated_full"]), f"**{r['speedup']:.0f}x**", f">= {r['speedup_target']:.0f}x",
+          f"{r['max_abs_diff']:.1e}", verdict(r["speedup_pass"] and r["diff_pass"])] for r in res["comparisons"]),
+        "lllrrrrrrrrrrl")
     L.append("")
     L.append("Reference pipelines: " + "; ".join(f"({k}) {d}" for k, d in res["reference_pipelines"].items()) + "\n")
     L.append("Mean finite pairs per channel seen by each reference (its cost grows with it): "
              + ", ".join(f"{r['name']} {r['ref_pairs_per_channel']:.0f}" for r in res["comparisons"]) + "\n")
 
     L.append("## topokd time versus N (signals, `standard-signal`)\n")
-    L.append("| N windows | seconds | ms per window | windows/s |")
-    L.append("|---:|---:|---:|---:|")
-    for r in res["scaling"]:
-        L.append(f"| {r['n']} | {r['seconds']:.3f} | {1e3 * r['s_per_window']:.3f} | {fmt_rate(r['n'] / r['seconds'])} |")
+    L += md_table(["N windows", "seconds", "ms per window", "windows/s"],
+                  ([r["n"], f"{r['seconds']:.3f}", f"{1e3 * r['s_per_window']:.3f}", fmt_rate(r["n"] / r["seconds"])]
+                   for r in res["scaling"]), "rrrr")
     sc = res["scaling_summary"]
     L.append(f"\nms per window from the smallest to the largest N: x{sc['per_window_ratio']:.2f} "
              "(1.00 = exactly linear growth).\n")
 
     L.append(f"## Peak memory of `topokd pi` streaming to disk (chunk size {res['chunk_size']})\n")
-    L.append("| windows | input shape | input MiB | output MiB | peak RSS MiB | CLI s |")
-    L.append("|---:|---|---:|---:|---:|---:|")
-    for r in res["memory"]:
-        L.append(f"| {r['windows']} | {tuple(r['input_shape'])} float64 | {r['input_mib']:.1f} | {r['output_mib']:.1f} | "
-                 f"{r['peak_rss_mib']:.0f} | {r['cli_seconds']:.2f} |")
+    L += md_table(["windows", "input shape", "input MiB", "output MiB", "peak RSS MiB", "CLI s"],
+                  ([r["windows"], f"{tuple(r['input_shape'])} float64", f"{r['input_mib']:.1f}",
+                    f"{r['output_mib']:.1f}", f"{r['peak_rss_mib']:.0f}", f"{r['cli_seconds']:.2f}"]
+                   for r in res["memory"]), "rlrrrr")
     mm = res["memory_summary"]
     if mm:
         L.append(f"\nInput x{mm['input_ratio']:.1f} -> peak RSS x{mm['rss_ratio']:.2f} "
@@ -473,21 +391,12 @@ def parse_args(argv=None):
     return args
 
 
-def _short(path: str) -> str:
-    """``path`` relative to the working directory when it lies inside it."""
-    try:
-        rel = os.path.relpath(os.path.abspath(path))
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     import topokd
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    command = shlex.join([_short(sys.executable), _short(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv)
     log(f"topokd {topokd.__version__}; {command}")
 
     # -- workloads -------------------------------------------------------
@@ -631,8 +540,8 @@ def main(argv=None) -> int:
         notes.append("--quick: tiny sizes, the numbers are a smoke test, not a measurement.")
 
     res = {
-        "quick": args.quick, "command": command, "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(), "seed": args.seed, "repeats": R, "chunk_size": args.chunk_size,
+        "quick": args.quick, "command": command, "date": now_iso(),
+        "machine": machine_info(PACKAGES), "seed": args.seed, "repeats": R, "chunk_size": args.chunk_size,
         "workloads": {
             "signals": f"topokd.data.wearable_windows({args.windows}, {args.length}, {args.channels}, seed={args.seed}), "
                        "float64; (a) on the [-1, 1] float32-rounded copy",
@@ -657,10 +566,8 @@ def main(argv=None) -> int:
     }
     res["wall_s"] = time.perf_counter() - T0
 
-    args.out.mkdir(parents=True, exist_ok=True)
     md = render_markdown(res)
-    (args.out / f"{args.name}.md").write_text(md)
-    (args.out / f"{args.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_results(args.out, args.name, res, md)
     print(md)
     log(f"wrote {args.out / (args.name + '.md')} and {args.out / (args.name + '.json')}")
     return 0
