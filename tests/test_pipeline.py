@@ -38,13 +38,20 @@ def test_chunking_does_not_change_the_result(rng):
                                       topokd.image_pis(images, mode=mode))
 
 
-def test_out_and_progress(rng, tmp_path):
+def test_out_on_chunk_and_progress(rng, tmp_path, capsys):
     X = rng.normal(size=(7, 30, 2))
     out = np.lib.format.open_memmap(tmp_path / "o.npy", mode="w+", dtype=np.float32, shape=(7, 2, 50, 50))
     seen = []
-    result = topokd.signal_pis(X, out=out, chunk_size=3, progress=seen.append)
+    result = topokd.signal_pis(X, out=out, chunk_size=3, on_chunk=seen.append)
     assert result is out and seen == [3, 3, 1]
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), topokd.signal_pis(X))
+    capsys.readouterr()
+    np.testing.assert_array_equal(topokd.signal_pis(X, chunk_size=3, progress=True), result)
+    assert "7/7" in capsys.readouterr().err  # progress=True: a bar on stderr, as everywhere in topokd
+    with pytest.warns(DeprecationWarning, match="renamed on_chunk"):
+        old = []
+        topokd.signal_pis(X, chunk_size=3, progress=old.append)
+    assert old == [3, 3, 1]
 
 
 def test_image_modes(rng):

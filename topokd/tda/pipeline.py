@@ -207,13 +207,14 @@ class SignalPersistenceImages(_PersistenceImagesBase):
         self.keep_essential = keep_essential
         self.scale = scale
 
-    def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32,
-                  progress: Callable[[int], None] | None = None, index_offset: int = 0):
+    def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32, progress: bool = False,
+                  on_chunk: Callable[[int], None] | None = None, index_offset: int = 0):
         """PIs of ``X`` ``(N, T, C)`` -> ``(N, C, *image_shape)`` of ``dtype``.
 
         ``out``: a C-contiguous array (or memory map) to write into;
         ``chunk_size``: samples per chunk (default: ~64 MB of buffers);
-        ``progress``: called with the number of samples done per chunk;
+        ``progress``: show a progress bar (samples);
+        ``on_chunk``: called with the number of samples done per chunk;
         ``index_offset``: added to the sample index in error messages.
         """
         res = self._resolve()
@@ -228,13 +229,14 @@ class SignalPersistenceImages(_PersistenceImagesBase):
             )
         result = _prepare_out(out, (n, c, *res.grid.spec.shape), dtype)
         per_sample = c * (((t + 1) // 2 + 1) * 16 * 2 + t * 8 + _image_bytes(res))
+        report = _reporter(progress, on_chunk, n)
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "time step", "channel"))
             rows = _private(block.transpose(0, 2, 1), (hi - lo) * c, t)
             _path_images(res, rows, _flat_view(result, lo, hi, (hi - lo) * c))
-            if progress is not None:
-                progress(hi - lo)
+            report(hi - lo)
+        report(None)
         return result
 
 
@@ -284,8 +286,8 @@ class ImagePersistenceImages(_PersistenceImagesBase):
         self.scale = scale
         self.order = order
 
-    def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32,
-                  progress: Callable[[int], None] | None = None, index_offset: int = 0):
+    def transform(self, X, *, out=None, chunk_size: int | None = None, dtype=np.float32, progress: bool = False,
+                  on_chunk: Callable[[int], None] | None = None, index_offset: int = 0):
         """PIs of ``X`` ``(N, C, H, W)`` -> ``(N, C, *image_shape)`` (flatten)
         or ``(N, C, 2, *image_shape)`` (cubical).  Same keywords as
         :meth:`SignalPersistenceImages.transform`."""
@@ -301,6 +303,7 @@ class ImagePersistenceImages(_PersistenceImagesBase):
         result = _prepare_out(out, (n, c, *extra, *res.grid.spec.shape), dtype)
         per_sample = c * (((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + h * w * 8
                           + _image_bytes(res) * (2 if cubical else 1))
+        report = _reporter(progress, on_chunk, n)
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "channel", "row", "column"))
@@ -314,9 +317,37 @@ class ImagePersistenceImages(_PersistenceImagesBase):
                 if res.config["order"] == "column":
                     block = block.transpose(0, 1, 3, 2)
                 _path_images(res, _private(block, m, h * w), _flat_view(result, lo, hi, m))
-            if progress is not None:
-                progress(hi - lo)
+            report(hi - lo)
+        report(None)
         return result
+
+
+def _reporter(progress, on_chunk, total: int) -> Callable[[int | None], None]:
+    """``report(done)`` after each chunk, ``report(None)`` at the end: feeds
+    ``on_chunk`` and, with ``progress=True``, a tqdm bar on stderr."""
+    if callable(progress):  # before 0.2 ``progress`` was the per-chunk callback
+        import warnings
+
+        warnings.warn("transform(progress=callable) is renamed on_chunk=callable; progress=True shows a bar",
+                      DeprecationWarning, stacklevel=3)
+        progress, on_chunk = False, progress
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="sample", desc="persistence images")
+
+    def report(done: int | None) -> None:
+        if done is None:
+            if bar is not None:
+                bar.close()
+            return
+        if on_chunk is not None:
+            on_chunk(done)
+        if bar is not None:
+            bar.update(done)
+
+    return report
 
 
 def _private(block: np.ndarray, *shape: int) -> np.ndarray:
@@ -358,7 +389,7 @@ def _check_block(block: np.ndarray, offset: int, axes) -> None:
         )
 
 
-_RUN_KEYS = ("out", "chunk_size", "dtype", "progress", "index_offset")
+_RUN_KEYS = ("out", "chunk_size", "dtype", "progress", "on_chunk", "index_offset")
 
 
 def _split_params(cls, params: dict) -> dict:
@@ -378,7 +409,7 @@ def signal_pis(X, preset: str | None = None, **params) -> np.ndarray:
     ``params`` override it: ``resolution``, ``birth_range``, ``pers_range``,
     ``sigma`` (a standard deviation), ``weight``, ``normalize``, ``layout``,
     ``min_persistence``, ``keep_essential``, ``scale``.  Also accepted:
-    ``out``, ``chunk_size``, ``dtype``, ``progress``, ``index_offset`` (see
+    ``out``, ``chunk_size``, ``dtype``, ``progress``, ``on_chunk``, ``index_offset`` (see
     :meth:`SignalPersistenceImages.transform`).
     """
     run = _split_params(SignalPersistenceImages, params)
