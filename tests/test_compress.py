@@ -1,6 +1,7 @@
 """topokd.compress: counts by hand, pruning, int8 quantisation, DPF/DCIL, PSG, CLI, refusals."""
 
 import copy
+import importlib.util
 import json
 import re
 
@@ -37,6 +38,13 @@ from topokd.distill.models import create_model
 
 #: Largest accuracy drop (absolute) allowed for an int8 model on the easy task.
 MAX_INT8_DROP = 0.05
+
+_EXTRA = "needs topokd[compress]: pip install 'topokd[compress]'"
+#: structured pruning (torch-pruning) and int8 quantisation (torchao) are the compress extra
+needs_torch_pruning = pytest.mark.skipif(importlib.util.find_spec("torch_pruning") is None,
+                                         reason=f"{_EXTRA} (torch-pruning is missing)")
+needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None,
+                                   reason=f"{_EXTRA} (torchao is missing)")
 
 
 def same_state(a: nn.Module, b: dict) -> bool:
@@ -77,8 +85,11 @@ def test_counts_of_a_hand_sized_model():
     assert p["format"].startswith("safetensors")
     assert set(p["latency"]) == {"1", "4"}
     lat = p["latency"]["4"]
-    assert lat["median_ms"] > 0 and lat["iqr_ms"] >= 0 and lat["repeats"] == 5 and lat["batch_size"] == 4
-    assert p["memory"]["batch_size"] == 4 and (p["memory"]["peak_bytes"] is None or p["memory"]["peak_bytes"] > 0)
+    assert lat["median_ms"] > 0 and lat["repeats"] == 5 and lat["warmup"] == 1 and lat["batch_size"] == 4
+    assert lat["threads"] == torch.get_num_threads()  # threads=None: the current setting, recorded
+    # batch 4: the conv output (4 x 3 x 6 float32 = 288 bytes) and its ReLU are alive together
+    peak = p["memory"]["peak_bytes"]
+    assert p["memory"]["batch_size"] == 4 and 2 * 288 <= peak < 1 << 16
 
 
 # --------------------------------------------------------------------------- pruning
@@ -115,6 +126,7 @@ def test_unstructured_pruning_hits_the_sparsity_exactly():
     assert count_parameters(final)["nonzero"] == count_parameters(layer)["nonzero"]
 
 
+@needs_torch_pruning
 def test_structured_pruning_removes_channels_and_still_runs():
     torch.manual_seed(0)
     model = create_model("wrn16-1_1d", num_classes=3, in_channels=2).eval()
@@ -187,6 +199,7 @@ def trained():
     return model, X, y, Xt, yt, acc
 
 
+@needs_torchao
 def test_static_and_dynamic_int8_run_and_keep_accuracy(trained):
     model, X, y, Xt, yt, acc = trained
     before = snapshot(model)
@@ -205,6 +218,7 @@ def test_static_and_dynamic_int8_run_and_keep_accuracy(trained):
     assert same_state(model, before)
 
 
+@needs_torchao
 def test_int8_of_a_preactivation_residual_network_stays_close():
     # WRN: the stem's output feeds both bn1 and the identity shortcut; folding that
     # BatchNorm into the stem (as torchao's prepare_pt2e does) would corrupt the shortcut
@@ -224,6 +238,7 @@ def test_int8_of_a_preactivation_residual_network_stays_close():
     assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.9
 
 
+@needs_torchao
 def test_qat_runs_and_keeps_accuracy(trained):
     model, X, y, Xt, yt, acc = trained
     qat = quantize_qat(model, X[:8], make_fine_tune(X, y, epochs=1, batch_size=64, lr=1e-3))
@@ -352,6 +367,7 @@ def test_unsupported_layers_are_named():
         prune_structured(pad, 0.5, torch.randn(2, 2, 16))
 
 
+@needs_torch_pruning
 def test_pruning_twice_is_refused():
     model = Hand()
     once = prune_unstructured(model, 0.5)
@@ -368,6 +384,7 @@ def test_pruning_twice_is_refused():
         DynamicPruning(once, 0.5)
 
 
+@needs_torchao
 def test_quantising_what_cannot_be_quantised():
     model = Untraceable()
     before = snapshot(model)
@@ -381,7 +398,10 @@ def test_quantising_what_cannot_be_quantised():
         quantize_static(Hand(), [])
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- CLI and pipeline
+DATA = {"name": "synthetic", "synthetic_windows": 60, "synthetic_length": 32}
+
+
 @pytest.fixture(scope="module")
 def student_checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compress")
@@ -390,71 +410,181 @@ def student_checkpoint(tmp_path_factory):
     meta = {"role": "student", "model": {"model": "wrn10-1", "inputs": "signal", "num_classes": 4, "in_channels": 3},
             "epoch": 1, "val_acc": 0.5}
     path = save_checkpoint(tmp / "best.safetensors", model.state_dict(), meta)
-    return tmp, path, model
+    return tmp, path, model.eval()
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """The test split the configs below evaluate on, as tensors."""
+    from topokd.distill.data import load_splits
+    from topokd.distill.models import signals_to_tensor
+
+    split = load_splits(DATA["name"], seed=0, with_pis=False, synthetic_windows=DATA["synthetic_windows"],
+                        synthetic_length=DATA["synthetic_length"]).test
+    return signals_to_tensor(split.signals), torch.from_numpy(split.labels)
 
 
 def write_config(path, steps):
-    cfg = {"data": {"name": "synthetic", "synthetic_windows": 60, "synthetic_length": 32},
-           "latency": {"batch_sizes": [1, 8], "repeats": 3, "warmup": 1}, "steps": steps}
+    cfg = {"data": DATA, "latency": {"batch_sizes": [1, 8], "repeats": 3, "warmup": 1}, "steps": steps}
     import yaml
 
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def test_cli_end_to_end(student_checkpoint, capsys):
-    tmp, ckpt, _ = student_checkpoint
+@needs_torch_pruning
+@needs_torchao
+def test_cli_end_to_end(student_checkpoint, held_out, capsys):
+    from topokd.compress.config import load_config, parse_config
+
+    tmp, ckpt, original = student_checkpoint
+    Xt, yt = held_out
     cfg = write_config(tmp / "c.yaml", [{"prune": {"method": "structured", "amount": 0.5}},
                                         {"finetune": {"epochs": 1, "batch_size": 16}},
                                         {"quantize": {"method": "dynamic"}}])
     out = tmp / "out"
     assert main(["compress", str(ckpt), str(cfg), "-o", str(out), "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == {"output": str(out), "model": str(out / "model.pt2")}
     report = json.loads((out / "report.json").read_text())
     assert [s["step"] for s in report["steps"]] == ["prune", "finetune", "quantize"]
+    assert report["steps"][0] == {"step": "prune", "method": "structured", "amount": 0.5,
+                                  "accuracy": report["steps"][0]["accuracy"]}
+    assert report["steps"][1]["epochs"] == 1 and report["steps"][1]["batch_size"] == 16
     b, a = report["before"], report["after"]
-    assert a["params"]["total"] < b["params"]["total"] and a["macs"] < b["macs"]
+    assert b["accuracy"] == accuracy(original, Xt, yt)  # measured on the configured split
+    assert report["steps"][-1]["accuracy"] == a["accuracy"]
+    assert a["params"]["total"] < 0.4 * b["params"]["total"] and a["macs"] < 0.4 * b["macs"]
+    assert a["size_bytes"] < b["size_bytes"] and a["params"]["int8"] > 0
     assert set(a["latency"]) == {"1", "8"} and a["format"].startswith("torch.export")
+    assert parse_config(report["resolved_config"]) == load_config(cfg)
     md = (out / "report.md").read_text()
     assert "| accuracy (test)" in md and "| MACs (batch 1)" in md and "latency batch 8" in md
+    assert "3. quantize (method=dynamic, reduce_range=None)" in md
     loaded = load_compressed(out / "model.pt2")
-    assert loaded(torch.randn(2, 3, 32)).shape == (2, 4)
-    # refuses to overwrite, then --force
-    capsys.readouterr()
+    assert isinstance(loaded, QuantizedModel) and accuracy(loaded, Xt, yt) == a["accuracy"]
+    # refuses to overwrite (and leaves the outputs alone), then --force
+    written = (out / "report.json").read_bytes()
     assert main(["compress", str(ckpt), str(cfg), "-o", str(out), "--quiet"]) == 1
-    assert "already exists" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"topokd: error: {out / 'model.pt2'} already exists; pass --force "
+                                       f"(force=True) to overwrite the outputs in {out}\n")
+    assert (out / "report.json").read_bytes() == written
     cfg2 = write_config(tmp / "c2.yaml", [{"prune": {"method": "global", "amount": 0.5}}])
     assert main(["compress", str(ckpt), str(cfg2), "-o", str(out), "--quiet", "--force"]) == 0
     assert not (out / "model.pt2").exists()
     pruned = load_compressed(out / "model.safetensors")
     assert sparsity(pruned) == pytest.approx(0.5, abs=1e-3)
+    assert accuracy(pruned, Xt, yt) == json.loads((out / "report.json").read_text())["after"]["accuracy"]
 
 
+@needs_torch_pruning
 def test_cli_reloads_structurally_pruned_float_models(student_checkpoint):
     tmp, ckpt, _ = student_checkpoint
     cfg = write_config(tmp / "s.yaml", [{"prune": {"method": "structured", "amount": 0.25}}])
     out = tmp / "structured"
-    assert main(["compress", str(ckpt), str(cfg), "-o", str(out), "--quiet"]) == 0
+    assert main(["compress", str(ckpt), str(cfg), "-o", str(out), "--quiet",
+                 "--set", "steps[0].prune.amount=0.5", "--set", "eval_split=val"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"][0]["amount"] == 0.5 and report["eval_split"] == "val"  # the overrides applied
     model = load_compressed(out / "model.safetensors")
-    assert model.stem.weight.shape == (12, 3, 3) and model(torch.randn(2, 3, 32)).shape == (2, 4)
+    assert model.stem.weight.shape == (8, 3, 3) and model(torch.randn(2, 3, 32)).shape == (2, 4)
+    assert count_parameters(model)["total"] == report["after"]["params"]["total"]
     with pytest.raises(CompressionError, match="already pruned"):
         prune_structured(model, 0.5, torch.randn(2, 3, 32))
 
 
+def test_compress_checkpoint_as_a_library(student_checkpoint, held_out, tmp_path):
+    """No CLI: a mapping config, unstructured pruning and fine-tuning (no optional packages)."""
+    from topokd.compress.pipeline import compress_checkpoint
+
+    _, ckpt, original = student_checkpoint
+    Xt, yt = held_out
+    lines = []
+    report = compress_checkpoint(ckpt, {"data": DATA, "latency": {"batch_sizes": [2], "repeats": 2, "warmup": 0},
+                                        "steps": [{"prune": {"method": "unstructured", "amount": 0.3}},
+                                                  {"finetune": {"epochs": 1}}]},
+                                 tmp_path / "lib", log=lines.append)
+    assert lines[0] == "loading data synthetic ..." and lines[-1].startswith("wrote ")
+    assert "prune: unstructured 30%" in lines and "finetune: 1 epochs" in lines
+    assert report["output_model"] == str(tmp_path / "lib" / "model.safetensors") and report["config"] is None
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["model.safetensors", "report.json", "report.md"]
+    model = load_compressed(report["output_model"])
+    assert sparsity(model) == pytest.approx(0.3, abs=1e-3)
+    assert accuracy(model, Xt, yt) == report["after"]["accuracy"]
+    assert report["before"]["accuracy"] == accuracy(original, Xt, yt)
+    assert report["after"]["params"]["nonzero"] < report["before"]["params"]["nonzero"]
+    assert "config: (passed in memory)" in (tmp_path / "lib" / "report.md").read_text()
+
+
+def test_compress_checkpoint_checks_everything_before_any_work(student_checkpoint, tmp_path, monkeypatch):
+    from topokd.compress import pipeline
+
+    _, ckpt, _ = student_checkpoint
+    steps = {"steps": [{"prune": {"method": "structured", "amount": 0.5}}, {"quantize": {"method": "static"}}]}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("old")
+    missing = tmp_path / "missing.safetensors"
+    # the existing output is found first (no need to read the checkpoint for that)
+    with pytest.raises(FileExistsError, match="report.md already exists; pass --force"):
+        pipeline.compress_checkpoint(missing, steps, out)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors does not exist"):
+        pipeline.compress_checkpoint(missing, steps, out, force=True)
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        pipeline.compress_checkpoint(ckpt, steps, out / "report.md")
+    with pytest.raises(FileNotFoundError, match=r"teacher checkpoint .*nope.safetensors \(config 'teacher'\)"):
+        pipeline.compress_checkpoint(ckpt, {**steps, "teacher": str(tmp_path / "nope.safetensors")}, tmp_path / "o")
+    # a missing optional package is reported before any data is loaded
+    monkeypatch.setattr(pipeline, "_has_module", lambda name: name != "torchao")
+    monkeypatch.setattr(pipeline, "load_student", lambda *a: pytest.fail("loaded the model before the checks"))
+    with pytest.raises(ImportError, match=r"^steps\[1\] \(int8 quantisation\) needs torchao, which is not "
+                                          r"installed: pip install 'topokd\[compress\]'$"):
+        pipeline.compress_checkpoint(ckpt, steps, tmp_path / "o")
+    assert not (tmp_path / "o").exists() and (out / "report.md").read_text() == "old"
+
+
+def test_load_student_rebuilds_through_the_model_registry(student_checkpoint, tmp_path):
+    from topokd.checkpoint import CheckpointError
+    from topokd.compress.checkpoints import load_student
+
+    _, ckpt, original = student_checkpoint
+    model, meta = load_student(ckpt)
+    assert meta["model"]["model"] == "wrn10-1"
+    for k, v in original.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v)
+    bad = save_checkpoint(tmp_path / "bad.safetensors", original.state_dict(), {"role": "student"})
+    with pytest.raises(CheckpointError, match="has no model description"):
+        load_student(bad)
+    wrong = save_checkpoint(tmp_path / "wrong.safetensors", original.state_dict(),
+                            {"model": {"model": "wrn16-1", "inputs": "signal", "num_classes": 4, "in_channels": 3}})
+    with pytest.raises(ValueError, match="the weights do not fit wrn16-1"):
+        load_student(wrong)
+    pi = save_checkpoint(tmp_path / "pi.safetensors", original.state_dict(),
+                         {"model": {"model": "wrn10-1", "inputs": "pi", "num_classes": 4, "in_channels": 3}})
+    with pytest.raises(ValueError, match="holds a 'pi'-input model"):
+        load_student(pi)
+
+
 @pytest.mark.parametrize("steps, message", [
-    ([{"prune": {"method": "structured", "amount": 1.5}}], r"amount must be in \(0, 1\)"),
-    ([{"prune": {"method": "magic", "amount": 0.5}}], "prune.method"),
-    ([{"shrink": {}}], "unknown step 'shrink'"),
-    ([{"quantize": {"method": "static"}}, {"finetune": {}}], "nothing can follow a quantize step"),
-    ([{"prune": {"amount": 0.5}}, {"prune": {"amount": 0.5}}], "already pruned"),
+    ([{"prune": {"method": "structured", "amount": 1.5}}],
+     r"steps\[0\]\.prune\.amount must be in \(0, 1\) \(the fraction to remove\), got 1\.5"),
+    ([{"prune": {"method": "magic", "amount": 0.5}}],
+     r"steps\[0\]\.prune\.method must be one of 'unstructured', 'global', 'structured', got 'magic'"),
+    ([{"shrink": {}}], r"steps\[0\]: unknown key 'shrink'; allowed: finetune, prune, quantize"),
+    ([{"quantize": {"method": "static"}}, {"finetune": {}}],
+     r"steps\[1\]: nothing can follow the quantize step steps\[0\]"),
+    ([{"prune": {"amount": 0.5}}, {"prune": {"amount": 0.5}}], r"steps\[1\]: the model is already pruned by steps\[0\]"),
 ])
 def test_cli_rejects_bad_configs(student_checkpoint, capsys, steps, message):
     tmp, ckpt, _ = student_checkpoint
     cfg = write_config(tmp / "bad.yaml", steps)
     assert main(["compress", str(ckpt), str(cfg), "-o", str(tmp / "never"), "--quiet"]) == 1
-    assert re.search(message, capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"topokd: error: {message}.*\n", err), err
     assert not (tmp / "never").exists()
 
 
+@needs_torchao
 def test_deepcopy_and_train_of_a_quantized_model(trained):
     model, X, *_ = trained
     q = quantize_dynamic(model, X[:2])

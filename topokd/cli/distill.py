@@ -19,6 +19,8 @@ def add_parsers(sub) -> None:
             p.add_argument("--teacher", action="append", help="train only this teacher (repeatable)")
         p.add_argument("--resume", action="store_true", help="continue from train-state.safetensors")
         p.add_argument("--device", help="override the config's device (cuda, cpu)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="override a config value (YAML syntax; repeatable), e.g. --set student.train.epochs=5")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -26,7 +28,7 @@ def run(args) -> int:
     from ..distill.config import load_config
     from ..distill.experiment import distill, prepare_data, run as run_all, train_teacher
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, overrides=args.overrides)
     for settings in [t.train for t in cfg.teachers.values()] + ([cfg.student.train] if cfg.student else []):
         if args.device:
             settings.device = args.device

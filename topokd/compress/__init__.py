@@ -9,7 +9,12 @@
   PT2E flow with the X86 (oneDNN) quantizer: :class:`QuantizedModel`;
 * :mod:`.dynamic` -- DPF / DCIL dynamic pruning during training;
 * :mod:`.psg` -- position-based scaled gradients (optimizer wrapper);
-* :mod:`.cli` -- ``topokd compress CHECKPOINT CONFIG``.
+* :mod:`.config` -- the typed ``topokd compress`` config
+  (:class:`CompressionConfig`; :func:`topokd.compress.config.load_config`);
+* :mod:`.pipeline` -- :func:`compress_checkpoint`, the whole ``topokd
+  compress CHECKPOINT CONFIG`` run as a function;
+* :mod:`.checkpoints` -- :func:`load_compressed` / :func:`load_student` /
+  :func:`save_compressed`; :mod:`.report` -- the Markdown report.
 
 The quantisation module imports torchao only when called, and structured
 pruning imports torch-pruning only when called (``pip install
@@ -17,8 +22,10 @@ pruning imports torch-pruning only when called (``pip install
 """
 
 from ._common import CompressionError
-from .cli import load_compressed
+from .checkpoints import load_compressed, load_student, save_compressed
+from .config import CompressionConfig
 from .dynamic import DynamicPruning
+from .pipeline import compress_checkpoint
 from .profile import count_flops, count_parameters, measure_latency, peak_memory, profile, serialize, sparsity
 from .prune import (
     accuracy,
@@ -41,13 +48,16 @@ from .quantize import (
     quantize_qat,
     quantize_static,
 )
+from .report import markdown_report, markdown_table
 
 __all__ = [
+    "CompressionConfig",
     "CompressionError",
     "DynamicPruning",
     "PSG",
     "QuantizedModel",
     "accuracy",
+    "compress_checkpoint",
     "convert_qat",
     "count_flops",
     "count_parameters",
@@ -57,7 +67,10 @@ __all__ = [
     "kd_finetune",
     "load_compressed",
     "load_quantized",
+    "load_student",
     "make_fine_tune",
+    "markdown_report",
+    "markdown_table",
     "measure_latency",
     "nearest_grid_point",
     "peak_memory",
@@ -70,6 +83,7 @@ __all__ = [
     "quantize_dynamic",
     "quantize_qat",
     "quantize_static",
+    "save_compressed",
     "serialize",
     "sparsity",
 ]

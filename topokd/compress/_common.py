@@ -1,4 +1,13 @@
-"""Shared checks and helpers of :mod:`topokd.compress` (private)."""
+"""Shared checks and helpers of :mod:`topokd.compress` (private).
+
+The bottom of the package's import graph: :mod:`.prune`, :mod:`.profile`,
+:mod:`.quantize` and :mod:`.dynamic` import from here and never from each
+other the other way round (``quantize -> profile`` is the one edge between
+them), so what several of them need to know about a model lives here:
+:func:`pruned_tensors` (masks of :mod:`torch.nn.utils.prune`) and
+:class:`QuantizedBase` (recognising int8 models without importing the
+quantisation module).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +30,47 @@ HISTORY_ATTR = "topokd_compression"
 
 class CompressionError(ValueError):
     """A model, layer or setting the compression utilities cannot handle."""
+
+
+class QuantizedBase(nn.Module):
+    """Base class of the int8 models of :mod:`topokd.compress.quantize`
+    (:class:`~topokd.compress.quantize.QuantizedModel`).
+
+    Pruning refuses such models and profiling measures them through this
+    interface, without importing the quantisation module (and torchao)."""
+
+    def parameter_counts(self) -> dict:
+        """``{"total", "trainable", "nonzero", ...}`` as :func:`topokd.compress.count_parameters`."""
+        raise NotImplementedError
+
+    def flop_counts(self) -> dict:
+        """``{"flops", "macs", "by_op"}`` as :func:`topokd.compress.count_flops`."""
+        raise NotImplementedError
+
+    def tensor_bytes(self) -> int:
+        """Bytes of tensor data in the serialized model."""
+        raise NotImplementedError
+
+    def save(self, f, *, metadata: dict | None = None) -> None:
+        """Write the model to a path or binary file object."""
+        raise NotImplementedError
+
+
+def is_quantized(model) -> bool:
+    return isinstance(model, QuantizedBase)
+
+
+def pruned_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """``(module name, module, tensor name)`` of every tensor under a
+    :mod:`torch.nn.utils.prune` reparametrisation."""
+    from torch.nn.utils import prune as torch_prune
+
+    out = []
+    for name, module in model.named_modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                out.append((name, module, hook._tensor_name))
+    return out
 
 
 def check_amount(amount, name: str = "amount") -> float:

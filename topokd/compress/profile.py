@@ -59,13 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._common import as_input, batch_of, check_model
-
-
-def _is_quantized(model) -> bool:
-    from .quantize import QuantizedModel
-
-    return isinstance(model, QuantizedModel)
+from ._common import as_input, batch_of, check_model, is_quantized, weight_layers
 
 
 def effective_parameters(model: nn.Module):
@@ -88,7 +82,7 @@ def effective_parameters(model: nn.Module):
 def count_parameters(model: nn.Module) -> dict:
     """``{"total", "trainable", "nonzero"}`` effective parameter counts (see module doc)."""
     check_model(model)
-    if _is_quantized(model):
+    if is_quantized(model):
         return model.parameter_counts()
     total = trainable = nonzero = 0
     for _, value, grad in effective_parameters(model):
@@ -101,8 +95,6 @@ def count_parameters(model: nn.Module) -> dict:
 def sparsity(model: nn.Module, layers=None) -> float:
     """Fraction of zero entries over the weights of ``layers`` (default: all
     Conv1d/Conv2d/Linear), pruning masks applied."""
-    from ._common import weight_layers
-
     zeros = total = 0
     for _, module in weight_layers(model, layers):
         w = module.weight.detach()
@@ -118,7 +110,7 @@ def count_flops(model: nn.Module, example_input) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     check_model(model)
-    if _is_quantized(model):
+    if is_quantized(model):
         return model.flop_counts()
     x = as_input(example_input)[:1]
     counter = FlopCounterMode(display=False)
@@ -152,7 +144,7 @@ def state_dict_bytes(model: nn.Module) -> bytes:
 def serialize(model: nn.Module) -> tuple[bytes, str, int]:
     """``(bytes, format, tensor_bytes)``: safetensors of the state_dict for
     float models, the ``torch.export`` ``.pt2`` archive for quantised ones."""
-    if _is_quantized(model):
+    if is_quantized(model):
         buf = io.BytesIO()
         model.save(buf)
         return buf.getvalue(), "torch.export .pt2 (ExportedProgram archive: graph + int8 weights)", \

@@ -66,6 +66,8 @@ from ._common import (
     check_amount,
     check_model,
     history,
+    is_quantized,
+    pruned_tensors,
     require_supported,
     weight_layers,
     work_copy,
@@ -78,17 +80,6 @@ SCHEDULES = ("linear", "geometric")
 # ---------------------------------------------------------------------------
 # state
 # ---------------------------------------------------------------------------
-def pruned_tensors(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
-    """``(module name, module, tensor name)`` of every tensor under a
-    :mod:`torch.nn.utils.prune` reparametrisation."""
-    out = []
-    for name, module in model.named_modules():
-        for hook in module._forward_pre_hooks.values():
-            if isinstance(hook, torch_prune.BasePruningMethod):
-                out.append((name, module, hook._tensor_name))
-    return out
-
-
 def is_pruned(model: nn.Module) -> bool:
     """Whether the model carries pruning masks (``*_mask`` buffers) or was
     pruned by this module before (its compression history says so)."""
@@ -112,9 +103,7 @@ def _refuse_repruning(model: nn.Module) -> None:
 
 
 def _refuse_quantized(model) -> None:
-    from .quantize import QuantizedModel
-
-    if isinstance(model, QuantizedModel) or isinstance(model, torch.fx.GraphModule):
+    if is_quantized(model) or isinstance(model, torch.fx.GraphModule):
         raise CompressionError(f"cannot prune a quantised / exported model ({type(model).__name__}); prune the "
                                "float model, then quantise")
 

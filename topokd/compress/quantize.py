@@ -86,7 +86,18 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ._common import CompressionError, as_input, batch_of, check_model, history, iter_batches, require_supported
+from ._common import (
+    CompressionError,
+    QuantizedBase,
+    as_input,
+    batch_of,
+    check_model,
+    history,
+    iter_batches,
+    pruned_tensors,
+    require_supported,
+)
+from .profile import count_flops, count_parameters
 
 METHODS = ("dynamic", "static", "qat")
 _DEBUG_META = ("stack_trace", "nn_module_stack", "source_fn_stack", "from_node", "torch_fn", "custom",
@@ -361,7 +372,7 @@ def _op_counts(gm: torch.fx.GraphModule) -> dict[str, int]:
 # ---------------------------------------------------------------------------
 # the quantised model
 # ---------------------------------------------------------------------------
-class QuantizedModel(nn.Module):
+class QuantizedModel(QuantizedBase):
     """An int8 model from :func:`quantize_dynamic`, :func:`quantize_static`
     or :func:`convert_qat`.
 
@@ -521,8 +532,6 @@ def _check_quantizable(model) -> None:
     if isinstance(model, torch.fx.GraphModule):
         raise CompressionError("pass the float nn.Module, not an exported / prepared GraphModule "
                                "(for QAT use convert_qat on the prepared model)")
-    from .prune import pruned_tensors
-
     masked = pruned_tensors(model)
     if masked:
         raise CompressionError(f"layer {masked[0][0]!r} still carries a pruning mask; call "
@@ -533,8 +542,6 @@ def _check_quantizable(model) -> None:
 
 
 def _float_info(model: nn.Module, x: torch.Tensor, method: str, reduce_range: bool) -> dict:
-    from .profile import count_flops, count_parameters
-
     import torchao
 
     return {"method": method, "backend": "torchao PT2E X86InductorQuantizer (+conv1d) -> oneDNN",

@@ -2,46 +2,125 @@
 
 A config names the data, the teachers (each trained on raw signals, PIs, or
 both), the student, the losses with their weights, and the training
-settings.  Unknown keys are errors (a typo must not silently fall back to a
-default).  See ``configs/`` for complete examples.
+settings.  It is built with :func:`topokd.config.from_dict`, so unknown
+keys and wrong types are errors naming the full key
+(``teachers.signal.train.epochs must be an integer, got 'three'``), raised
+as :class:`topokd.config.ConfigError` before anything is trained or
+written.  See ``configs/`` for complete examples.
+
+Schema (defaults in brackets)::
+
+    output: PATH                      # required; relative to the config file
+    seed: INT                         # [0]; also the default train.seed
+    device: STR | null                # [null: cuda if available]; also the default train.device
+    data:                             # DataSpec; or just the name: `data: synthetic`
+      name: basic-motions | synthetic # [basic-motions]
+      val_fraction: FLOAT             # [0.2], in (0, 1)
+      pi_preset: STR | null           # a topokd.tda preset [null: standard-signal]
+      pi_params: {KEY: VALUE}         # PI parameter overrides [{}]
+      synthetic_windows: INT          # [600]
+      synthetic_length: INT           # [100]
+    teachers:                         # {name: TeacherSpec} [{}]
+      NAME:
+        model: STR                    # required, e.g. wrn16-3
+        inputs: signal | pi | fusion  # [signal]
+        pi_model: STR | null          # the PI branch; required for fusion, only then
+        train: TrainSettings          # see below
+    student:                          # StudentSpec | null [null]
+      model: STR                      # required
+      teachers:                       # [TeacherUse] [[]]; an entry may be just the name
+        - name: STR                   # required; a key of `teachers`
+          weight: FLOAT               # [1.0], >= 0
+          checkpoint: best | last | INT   # [best]; ESKD: an epoch number >= 1
+      pinet: STR | null               # PI-augmented student: a signal PI-Net checkpoint
+      pi_model: STR | null            #   and the 2-D model over its PIs (both or neither)
+      losses: {ce: W, kd: W | {weight: W, temperature: T}, at, amd, sp}   # [{ce: 1.0}]
+      train: TrainSettings
+
+``train`` (:class:`topokd.engine.settings.TrainSettings`): ``epochs`` [100],
+``batch_size`` [32], ``optimizer`` sgd | adam | adamw [sgd], ``lr`` [0.05],
+``momentum`` [0.9], ``weight_decay`` [5e-4], ``schedule`` cosine | step |
+none [cosine], ``augment`` (a name of
+:data:`topokd.distill.augment.AUGMENTATIONS`) [null], ``mixup_alpha``
+[0.0], ``mixup_fraction`` [1.0], ``amp`` [true], ``device``, ``seed``,
+``progress`` [true].
+
+Cross-field rules (checked here, with the key in the message): a student's
+teachers must be defined under ``teachers``; ``inputs: fusion`` needs
+``pi_model``; losses other than ``ce`` need a teacher; ``pinet`` and
+``pi_model`` go together.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-from .trainer import INPUTS, TrainSettings
+from ..config import ConfigError, apply_overrides, build_value, from_dict
+from ..engine.settings import TrainSettings
 
 LOSSES = ("ce", "kd", "at", "amd", "sp")
+#: The data sets :func:`topokd.distill.data.load_splits` knows (the tests check they agree).
+DataName = Literal["basic-motions", "synthetic"]
+DATA_SETS = get_args(DataName)
 
 
 @dataclass
 class DataSpec:
-    name: str = "basic-motions"
+    __config_shorthand__ = "name"
+
+    name: DataName = "basic-motions"
     val_fraction: float = 0.2
     pi_preset: str | None = None
     pi_params: dict = field(default_factory=dict)
     synthetic_windows: int = 600
     synthetic_length: int = 100
 
+    def __post_init__(self):
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.pi_preset is not None:
+            from ..tda.presets import PRESETS
+
+            if self.pi_preset not in PRESETS:
+                raise ValueError(f"pi_preset must be one of {', '.join(sorted(PRESETS))} (or null), "
+                                 f"got {self.pi_preset!r}")
+        if self.synthetic_windows < 1:
+            raise ValueError(f"synthetic_windows must be >= 1, got {self.synthetic_windows!r}")
+        if self.synthetic_length < 1:
+            raise ValueError(f"synthetic_length must be >= 1, got {self.synthetic_length!r}")
+
 
 @dataclass
 class TeacherSpec:
     name: str
     model: str
-    inputs: str = "signal"
+    inputs: Literal["signal", "pi", "fusion"] = "signal"
     # For inputs="fusion": the PI branch (the raw branch is ``model``).
     pi_model: str | None = None
     train: TrainSettings = field(default_factory=TrainSettings)
 
+    def __post_init__(self):
+        if (self.inputs == "fusion") != (self.pi_model is not None):
+            raise ValueError(f"pi_model is required for inputs 'fusion' and only then (inputs is {self.inputs!r}, "
+                             f"pi_model is {self.pi_model!r})")
+
 
 @dataclass
 class TeacherUse:
+    __config_shorthand__ = "name"
+
     name: str
     weight: float = 1.0
     # ESKD: "best" (best validation epoch), "last", or an epoch number.
-    checkpoint: str | int = "best"
+    checkpoint: Literal["best", "last"] | int = "best"
+
+    def __post_init__(self):
+        if not self.weight >= 0:
+            raise ValueError(f"weight must be >= 0, got {self.weight!r}")
+        if isinstance(self.checkpoint, int) and self.checkpoint < 1:
+            raise ValueError(f"checkpoint must be 'best', 'last' or an epoch number >= 1, got {self.checkpoint!r}")
 
 
 @dataclass
@@ -52,13 +131,18 @@ class StudentSpec:
     # the student) and the 2-D model over its PIs.
     pinet: str | None = None
     pi_model: str | None = None
+    # Free-form: {name: weight | {weight: w, **options}}, checked by _check_losses.
     losses: dict = field(default_factory=lambda: {"ce": 1.0})
     train: TrainSettings = field(default_factory=TrainSettings)
+
+    def __post_init__(self):
+        if (self.pinet is None) != (self.pi_model is None):
+            raise ValueError("a PI-augmented student needs both 'pinet' (checkpoint) and 'pi_model' (or neither)")
 
 
 @dataclass
 class ExperimentConfig:
-    output: Path
+    output: Path = field(metadata={"help": "the run directory, relative to the config file"})
     data: DataSpec = field(default_factory=DataSpec)
     teachers: dict[str, TeacherSpec] = field(default_factory=dict)
     student: StudentSpec | None = None
@@ -66,89 +150,111 @@ class ExperimentConfig:
     device: str | None = None
 
 
-def _build(cls, raw, where: str):
-    if raw is None:
-        raw = {}
+def _with_defaults(raw: dict) -> dict:
+    """``raw`` with what the schema cannot say by itself: each teacher's
+    ``name`` (its key) and the top-level ``seed`` / ``device`` as defaults
+    of every ``train`` section."""
+    seed = build_value(int, raw.get("seed", 0), "seed")
+    device = build_value(str | None, raw.get("device"), "device")
+    out = dict(raw)
+
+    def train_defaults(section: dict) -> None:
+        train = section.get("train")
+        if train is None:
+            train = {}
+        if isinstance(train, dict):
+            section["train"] = {"seed": seed, "device": device, **train}
+
+    teachers = raw.get("teachers")
+    if isinstance(teachers, dict):
+        out["teachers"] = {}
+        for name, spec in teachers.items():
+            spec = {} if spec is None else spec
+            if isinstance(spec, dict):
+                spec = dict(spec)
+                if "name" in spec and spec["name"] != name:
+                    raise ConfigError(f"teachers.{name}.name is {spec['name']!r}: a teacher's name is its key "
+                                      "under 'teachers'; remove 'name'")
+                spec["name"] = name
+                train_defaults(spec)
+            out["teachers"][name] = spec
+    student = raw.get("student")
+    if isinstance(student, dict):
+        student = dict(student)
+        train_defaults(student)
+        out["student"] = student
+    return out
+
+
+def parse_config(raw: dict, base_dir: Path | None = None, overrides=None) -> ExperimentConfig:
+    """Validate a config mapping (as loaded from YAML) into an :class:`ExperimentConfig`.
+
+    ``base_dir`` (the config file's folder) resolves a relative ``output``
+    and ``student.pinet``.  ``overrides`` are ``"key=value"`` strings applied
+    first (:func:`topokd.config.apply_overrides`).  Raises
+    :class:`topokd.config.ConfigError`.
+    """
+    if overrides:
+        raw = apply_overrides(raw, overrides)
     if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(raw).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(names)}")
-    try:
-        return cls(**raw)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: {err}") from None
-
-
-def _settings(raw, where: str, seed: int, device) -> TrainSettings:
-    raw = dict(raw or {})
-    raw.setdefault("seed", seed)
-    raw.setdefault("device", device)
-    return _build(TrainSettings, raw, where)
-
-
-def parse_config(raw: dict, base_dir: Path | None = None) -> ExperimentConfig:
-    """Validate a config mapping (as loaded from YAML)."""
-    if not isinstance(raw, dict):
-        raise ValueError("the config must be a YAML mapping")
-    allowed = {"output", "data", "teachers", "student", "seed", "device"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(f"unknown top-level key(s) {unknown}; allowed: {sorted(allowed)}")
-    if "output" not in raw:
-        raise ValueError("the config needs an 'output' directory")
-    seed, device = int(raw.get("seed", 0)), raw.get("device")
-    output = Path(raw["output"])
-    if base_dir is not None and not output.is_absolute():
-        output = base_dir / output
-    data = _build(DataSpec, raw.get("data"), "data")
-    teachers = {}
-    for name, spec in (raw.get("teachers") or {}).items():
-        spec = dict(spec or {})
-        train = _settings(spec.pop("train", None), f"teachers.{name}.train", seed, device)
-        teacher = _build(TeacherSpec, {"name": name, **spec, "train": train}, f"teachers.{name}")
-        if teacher.inputs not in INPUTS:
-            raise ValueError(f"teachers.{name}.inputs must be one of {list(INPUTS)}, got {teacher.inputs!r}")
-        if (teacher.inputs == "fusion") != (teacher.pi_model is not None):
-            raise ValueError(f"teachers.{name}: pi_model is required for inputs 'fusion' and only then")
-        teachers[name] = teacher
-    student = None
-    if raw.get("student") is not None:
-        spec = dict(raw["student"])
-        train = _settings(spec.pop("train", None), "student.train", seed, device)
-        uses = [_build(TeacherUse, u if isinstance(u, dict) else {"name": u}, "student.teachers[]")
-                for u in spec.pop("teachers", []) or []]
-        for use in uses:
-            if use.name not in teachers:
-                raise ValueError(f"student.teachers names {use.name!r}, which is not under 'teachers'")
-            if use.weight < 0:
-                raise ValueError(f"student.teachers: weight of {use.name!r} must be >= 0")
-        student = _build(StudentSpec, {**spec, "teachers": uses, "train": train}, "student")
-        if (student.pinet is None) != (student.pi_model is None):
-            raise ValueError("student: a PI-augmented student needs both 'pinet' (checkpoint) and 'pi_model'")
+        raise ConfigError(f"the config must be a YAML mapping (key: value lines), got {type(raw).__name__}")
+    cfg = from_dict(ExperimentConfig, _with_defaults(raw), base_dir=base_dir)
+    for name, teacher in cfg.teachers.items():
+        _check_augment(teacher.train.augment, f"teachers.{name}.train.augment")
+    student = cfg.student
+    if student is not None:
+        for i, use in enumerate(student.teachers):
+            if use.name not in cfg.teachers:
+                defined = ", ".join(cfg.teachers) or "none"
+                raise ConfigError(f"student.teachers[{i}].name is {use.name!r}, which is not under 'teachers' "
+                                  f"(defined: {defined})")
+        _check_augment(student.train.augment, "student.train.augment")
         if student.pinet is not None and base_dir is not None and not Path(student.pinet).is_absolute():
-            student.pinet = str(base_dir / student.pinet)
-        _check_losses(student.losses, bool(uses))
-    return ExperimentConfig(output=output, data=data, teachers=teachers, student=student, seed=seed, device=device)
+            student.pinet = str(Path(base_dir) / student.pinet)
+        _check_losses(student.losses, bool(student.teachers))
+    return cfg
+
+
+def _check_augment(name, where: str) -> None:
+    if name is None:
+        return
+    from .augment import AUGMENTATIONS
+
+    if str(name).lower() not in AUGMENTATIONS:
+        import difflib
+
+        close = difflib.get_close_matches(str(name).lower(), list(AUGMENTATIONS), n=1)
+        raise ConfigError(f"{where} must be one of {', '.join(repr(a) for a in AUGMENTATIONS)} or null, got "
+                          f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
 def _check_losses(losses: dict, has_teachers: bool) -> None:
-    if not isinstance(losses, dict) or not losses:
-        raise ValueError("student.losses must be a non-empty mapping, e.g. {ce: 0.1, kd: {weight: 0.9}}")
-    unknown = sorted(set(losses) - set(LOSSES))
-    if unknown:
-        raise ValueError(f"unknown loss(es) {unknown}; available: {list(LOSSES)}")
+    import difflib
+
+    if not losses:
+        raise ConfigError("student.losses must be a non-empty mapping, e.g. {ce: 0.1, kd: {weight: 0.9}}")
     for name, spec in losses.items():
-        weight = spec if not isinstance(spec, dict) else spec.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"student.losses.{name}: weight must be a number >= 0, got {weight!r}")
+        where = f"student.losses.{name}"
+        if name not in LOSSES:
+            close = difflib.get_close_matches(str(name), LOSSES, n=1)
+            raise ConfigError(f"student.losses: unknown loss {name!r}" + (f" (did you mean {close[0]!r}?)" if close
+                                                                          else "")
+                              + f"; available: {', '.join(LOSSES)}")
+        if isinstance(spec, dict):
+            weight = spec.get("weight", 1.0)
+            where += ".weight"
+        else:
+            weight = spec
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise ConfigError(f"{where} must be a number >= 0 (the loss weight), got {weight!r}")
         if name != "ce" and not has_teachers and weight > 0:
-            raise ValueError(f"student.losses.{name} needs at least one teacher under student.teachers")
+            raise ConfigError(f"student.losses.{name} needs at least one teacher under student.teachers")
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML config; relative ``output`` is relative to the file."""
+def load_config(path: str | Path, overrides=None) -> ExperimentConfig:
+    """Read and validate a YAML config; relative ``output`` (and
+    ``student.pinet``) are relative to the file.  ``overrides``: ``"key=value"``
+    strings (``topokd run CONFIG --set student.train.epochs=5``)."""
     from ..io import read_yaml
 
-    return parse_config(read_yaml(path), base_dir=Path(path).parent)
+    return parse_config(read_yaml(path), base_dir=Path(path).parent, overrides=overrides)
