@@ -1,4 +1,8 @@
-"""Distillation models: WRN / ResNet / CNN backbones, feature hooks, PI-augmented models."""
+"""Distillation models: WRN / ResNet / CNN backbones, feature hooks, PI-augmented models.
+
+The models live in topokd.models; topokd.distill.models re-exports them (this
+file imports from there on purpose, to keep that path working).  Registry
+tests: tests/test_registry.py.  Every random tensor is seeded (``seeded``)."""
 
 import numpy as np
 import pytest
@@ -14,14 +18,18 @@ from topokd.distill.models import (
     ResNet,
     WideResNet,
     create_model,
-    list_models,
-    register_model,
     signals_to_tensor,
 )
 from topokd.pinet import PINet, SignalPINet
 from topokd.tda.pipeline import scale_rows
 
 SMALL_PINET = (8, 16, 16, 32)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Seed torch's global RNG (weight init and random inputs) before every test."""
+    torch.manual_seed(0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -138,28 +146,40 @@ def test_feature_extractor_options_and_errors():
         FeatureExtractor(torch.nn.Linear(2, 2))
 
 
-def test_registry():
-    names = list_models()
-    for name in ("wrn16-1_1d", "wrn16-3_2d", "wrn28-1_1d", "wrn28-3_2d", "resnet8_1d", "resnet20_2d", "cnn_1d"):
-        assert name in names
-    assert list_models("wrn16-*_2d") == ["wrn16-1_2d", "wrn16-2_2d", "wrn16-3_2d", "wrn16-4_2d", "wrn16-8_2d"]
-    model = create_model("wrn16-3_1d", num_classes=6, in_channels=3, dropout=0.3)
-    assert (model.depth, model.widen_factor, model.dims, model.num_features) == (16, 3, 1, 192)
-    assert create_model("wrn16-3", dims=2, num_classes=6, in_channels=3).dims == 2
-    with pytest.raises(ValueError, match="needs dims=1"):
-        create_model("wrn16-3", num_classes=6, in_channels=3)
-    with pytest.raises(ValueError, match="1-D model but dims=2"):
-        create_model("wrn16-3_1d", dims=2, num_classes=6, in_channels=3)
-    with pytest.raises(ValueError, match="unknown model 'wrn16-5_1d'.*did you mean"):
-        create_model("wrn16-5_1d", num_classes=6, in_channels=3)
-    register_model("tiny-cnn", lambda dims, **kw: ConvNet(dims=dims, widths=(4,), **kw))
+def test_parameter_count_of_a_small_cnn_by_hand():
+    # ConvNet(widths=(4, 8), kernel 5) on 3 channels, 2 classes: conv (no bias) + BN per stage, then the head
+    expected = (5 * 3 * 4 + 2 * 4) + (5 * 4 * 8 + 2 * 8) + (8 * 2 + 2)
+    assert expected == 262
+    model = create_model("cnn_1d", num_classes=2, in_channels=3, widths=(4, 8))
+    assert n_params(model) == expected
+    assert n_params(create_model("cnn", dims=2, num_classes=2, in_channels=3, widths=(4, 8))) == (
+        (25 * 3 * 4 + 8) + (25 * 4 * 8 + 16) + 18)  # 5 x 5 kernels in 2-D
+    assert n_params(create_model("cnn_1d", num_classes=0, in_channels=3, widths=(4, 8))) == expected - 18
+
+
+def test_distill_registry_functions_are_the_one_registry():
+    import topokd.distill as distill
+    import topokd.models as models
+    from topokd.distill import models as distill_models
+
+    assert distill.create_model is models.create_model and distill.MODELS is models.MODELS
+    assert distill_models.create_model is models.create_model and distill_models.MODELS is models.MODELS
+    # the old list_models convention (suffixed names, families only) still works, with a warning
+    with pytest.warns(DeprecationWarning, match=r"topokd.models.list_models\(pattern, dims=1\|2\)"):
+        assert distill.list_models("wrn16-*_2d") == ["wrn16-1_2d", "wrn16-2_2d", "wrn16-3_2d", "wrn16-4_2d",
+                                                     "wrn16-8_2d"]
+    with pytest.warns(DeprecationWarning):
+        assert "signal-pinet" not in distill.list_models() and "resnet8_1d" in distill.list_models()
+    # the old register_model: a family whose factory takes dims (even through **kwargs)
+    with pytest.warns(DeprecationWarning, match=r"topokd.models.register_model"):
+        distill.register_model("tiny-cnn", lambda **kw: ConvNet(widths=(4,), **kw))
     try:
-        assert create_model("tiny-cnn_1d", num_classes=2, in_channels=1).feature_layers == ("stage1",)
-        with pytest.raises(ValueError, match="already registered"):
-            register_model("tiny-cnn", ConvNet)
+        assert models.model_entry("tiny-cnn").dims == (1, 2)
+        model = create_model("tiny-cnn_2d", num_classes=2, in_channels=1)
+        assert (model.dims, model.widths, n_params(model)) == (2, (4,), 25 * 4 + 8 + 4 * 2 + 2)
     finally:
-        from topokd.distill.models import MODELS
-        MODELS.pop("tiny-cnn")
+        models.MODELS.pop("tiny-cnn")
+    assert "tiny-cnn" not in models.list_models()
 
 
 def test_bad_parameters_and_inputs():
@@ -294,7 +314,8 @@ def test_pi_augmented_student_handles_channels_last_pinets():
 
 def test_frozen_pinet_from_an_estimator_matches_predict():
     est = PINet("signal", pi_params=dict(resolution=8), widths=SMALL_PINET, progress=False, device="cpu")
-    assert est.engine_.config_["scale"] == "standardize"  # the default signal preset
+    config = est.pi_config if hasattr(type(est), "pi_config") else est.engine_.config_
+    assert config["scale"] == "standardize"  # the default signal preset
     est.model_ = frozen_pinet(channels_last=True)
     est.target_scale_ = 0.37
     rng = np.random.default_rng(0)

@@ -17,15 +17,15 @@ from .experiment import distill, prepare_data, train_teacher
 from .experiment import run as run_experiment
 from .losses import (
     AMDLoss,
-    AttentionTransfer,
+    AttentionTransferLoss,
     DDGSDLoss,
-    FactorTransfer,
-    FusedSimilarityPreserving,
-    KDCrossEntropy,
+    FactorTransferLoss,
+    FusedSimilarityPreservingLoss,
+    KDCrossEntropyLoss,
     KDLoss,
-    MultiTeacherKD,
+    MultiTeacherKDLoss,
     Paraphraser,
-    SimilarityPreserving,
+    SimilarityPreservingLoss,
     Translator,
     kd_objective,
     mixup,
@@ -43,6 +43,7 @@ from .models import (
     PITeacher,
     ResNet,
     WideResNet,
+    build_model,
     create_model,
     list_models,
     register_model,
@@ -59,33 +60,34 @@ __all__ = [
     "train_teacher",
     "AMDLoss",
     "AUGMENTATIONS",
-    "AttentionTransfer",
+    "AttentionTransferLoss",
     "Augmentation",
     "Compose",
     "ConvNet",
     "DDGSDLoss",
-    "FactorTransfer",
+    "FactorTransferLoss",
     "FeatureExtractor",
     "FrozenPINet",
-    "FusedSimilarityPreserving",
+    "FusedSimilarityPreservingLoss",
     "FusionTeacher",
     "GaussianNoise",
     "Identity",
-    "KDCrossEntropy",
+    "KDCrossEntropyLoss",
     "KDLoss",
     "MODELS",
     "Mix1",
     "Mix2",
-    "MultiTeacherKD",
+    "MultiTeacherKDLoss",
     "PIAugmentedStudent",
     "PITeacher",
     "Paraphraser",
     "Removal",
     "ResNet",
     "Shift",
-    "SimilarityPreserving",
+    "SimilarityPreservingLoss",
     "Translator",
     "WideResNet",
+    "build_model",
     "create_model",
     "get_augmentation",
     "kd_objective",
@@ -97,3 +99,12 @@ __all__ = [
     "signals_to_tensor",
     "standardize_logits",
 ]
+
+
+def __getattr__(name: str):
+    # The loss classes' earlier names (AttentionTransfer, ...): same classes, with a DeprecationWarning.
+    from . import losses
+
+    if name in losses.RENAMED:
+        return losses.deprecated_name(name, __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

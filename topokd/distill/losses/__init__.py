@@ -1,0 +1,104 @@
+"""Knowledge-distillation losses (one ``nn.Module`` per method, mdistiller style),
+one module per method family:
+
+:mod:`~topokd.distill.losses.kd` -- logit losses
+    :class:`KDLoss` (Hinton et al. 2015, optional logit standardisation of
+    Sun et al. 2024), :class:`KDCrossEntropyLoss` / :func:`kd_objective`,
+    :class:`MultiTeacherKDLoss`, :func:`standardize_logits`.
+:mod:`~topokd.distill.losses.attention` -- attention maps
+    :class:`AttentionTransferLoss` (Zagoruyko & Komodakis 2017),
+    :class:`AMDLoss` (Jeon et al. 2023).
+:mod:`~topokd.distill.losses.similarity` -- similarity preserving
+    :class:`SimilarityPreservingLoss` and :class:`FusedSimilarityPreservingLoss`
+    (Tung & Mori 2019).
+:mod:`~topokd.distill.losses.factor` -- factor transfer
+    :class:`FactorTransferLoss` with :class:`Paraphraser` / :class:`Translator`
+    (Kim et al. 2018).
+:mod:`~topokd.distill.losses.ddgsd` -- self-distillation
+    :class:`DDGSDLoss` (Xu & Liu 2019).
+:mod:`~topokd.distill.losses.mixup` -- mixup
+    :func:`mixup`, :func:`partial_mixup`, :func:`mixup_criterion`.
+
+Names: every loss module ends in ``Loss``; the earlier names
+(``AttentionTransfer``, ``KDCrossEntropy``, ``MultiTeacherKD``,
+``SimilarityPreserving``, ``FusedSimilarityPreserving``, ``FactorTransfer``)
+still resolve to the same classes, with a ``DeprecationWarning`` (once per
+name).  The weight of the KD term is ``kd_weight`` everywhere (``lam`` is
+deprecated).
+
+Conventions shared by every loss here:
+
+* Arguments are ``(student, teacher)`` in that order.  Teacher tensors are
+  detached inside the loss, so gradients reach only the student (and the
+  loss's own trainable modules, e.g. the FT translator).
+* Feature maps are ``(B, C, L)`` (1-D, e.g. sensor signals) or
+  ``(B, C, H, W)`` (2-D, e.g. persistence images).  Teacher and student
+  widths (channel counts) may differ: AT and AMD sum the channels away, SP
+  compares ``B x B`` Gram matrices, FT maps both sides to a common factor
+  space with its own modules.
+* Where spatial/temporal sizes differ (AT, AMD, FT), the *student* map is
+  resized to the teacher's size by linear (1-D) or bilinear (2-D)
+  interpolation, ``align_corners=False`` (:func:`torch.nn.functional.interpolate`).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from .attention import AMDLoss, AttentionTransferLoss
+from .ddgsd import DDGSDLoss
+from .factor import FactorTransferLoss, Paraphraser, Translator
+from .kd import KDCrossEntropyLoss, KDLoss, MultiTeacherKDLoss, kd_objective, standardize_logits
+from .mixup import mixup, mixup_criterion, partial_mixup
+from .similarity import FusedSimilarityPreservingLoss, SimilarityPreservingLoss
+
+__all__ = [
+    "AMDLoss",
+    "AttentionTransferLoss",
+    "DDGSDLoss",
+    "FactorTransferLoss",
+    "FusedSimilarityPreservingLoss",
+    "KDCrossEntropyLoss",
+    "KDLoss",
+    "MultiTeacherKDLoss",
+    "Paraphraser",
+    "SimilarityPreservingLoss",
+    "Translator",
+    "kd_objective",
+    "mixup",
+    "mixup_criterion",
+    "partial_mixup",
+    "standardize_logits",
+]
+
+#: Deprecated loss names -> their current names (same classes).
+RENAMED = {
+    "AttentionTransfer": "AttentionTransferLoss",
+    "FactorTransfer": "FactorTransferLoss",
+    "FusedSimilarityPreserving": "FusedSimilarityPreservingLoss",
+    "KDCrossEntropy": "KDCrossEntropyLoss",
+    "MultiTeacherKD": "MultiTeacherKDLoss",
+    "SimilarityPreserving": "SimilarityPreservingLoss",
+}
+_WARNED: set[str] = set()
+
+
+def deprecated_name(name: str, module: str = __name__):
+    """The class behind a deprecated loss name, warning the first time it is used
+    (outside topokd: topokd's own modules are moving to the new names and
+    must not warn their users)."""
+    new = RENAMED[name]
+    caller = sys._getframe(2).f_globals.get("__name__", "")
+    internal = caller == "topokd" or caller.startswith("topokd.")
+    if name not in _WARNED and not internal:
+        _WARNED.add(name)
+        warnings.warn(f"{module}.{name} is deprecated: use {new} (the same class, renamed)", DeprecationWarning,
+                      stacklevel=3)
+    return globals()[new]
+
+
+def __getattr__(name: str):
+    if name in RENAMED:
+        return deprecated_name(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
