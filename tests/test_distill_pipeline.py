@@ -133,7 +133,7 @@ def test_cli_runs_a_yaml_config(tmp_path, capsys):
 
 
 def test_teacher_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    from topokd.distill import trainer
+    from topokd.engine import loop
 
     def config(out):
         raw = tiny_config(tmp_path)
@@ -144,17 +144,17 @@ def test_teacher_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, mon
     whole_cfg, crash_cfg = config(tmp_path / "whole"), config(tmp_path / "crash")
     splits = prepare_data(whole_cfg)
     whole = train_teacher(whole_cfg, "signal", splits)
-    save_state = trainer._save_state
+    save_state = loop._save_state
 
-    def crash_after_epoch_2(path, model, optimizer, epoch, *args):
-        save_state(path, model, optimizer, epoch, *args)
+    def crash_after_epoch_2(ckpt, model, optimizer, generator, epoch, *args):
+        save_state(ckpt, model, optimizer, generator, epoch, *args)
         if epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "_save_state", crash_after_epoch_2)
+    monkeypatch.setattr(loop, "_save_state", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(crash_cfg, "signal", splits)
-    monkeypatch.setattr(trainer, "_save_state", save_state)
+    monkeypatch.setattr(loop, "_save_state", save_state)
     resumed = train_teacher(crash_cfg, "signal", splits, resume=True)
     a = json.loads((tmp_path / "whole" / "teachers" / "signal" / "metrics.json").read_text())
     b = json.loads((tmp_path / "crash" / "teachers" / "signal" / "metrics.json").read_text())
@@ -177,8 +177,7 @@ def test_best_epoch_ties_go_to_the_lower_validation_loss(trained, tmp_path, monk
     model(torch.zeros(1, *splits.train.signals.shape[1:]))
 
     def step(batch, gen):
-        loss = torch.nn.functional.cross_entropy(model(batch.signal), batch.y)
-        return loss, {}
+        return {"ce": torch.nn.functional.cross_entropy(model(batch.signal), batch.y)}
 
     settings = trainer.TrainSettings(epochs=4, progress=False)
     summary = trainer.fit(model, step, splits, settings, tmp_path / "tie", inputs="signal", metadata={"model": "x"})

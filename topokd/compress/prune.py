@@ -421,19 +421,25 @@ def _as_tensor(x, dtype) -> torch.Tensor:
 def kd_finetune(model: nn.Module, X, y, *, teacher: nn.Module | None = None, epochs: int = 3,
                 batch_size: int = 32, lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
                 temperature: float = 4.0, kd_weight: float = 0.9, seed: int = 0,
-                wrap_optimizer: Callable | None = None, progress: bool = False) -> list[dict]:
-    """Train ``model`` in place for ``epochs`` on ``(X, y)``.
+                wrap_optimizer: Callable | None = None, progress: bool = False,
+                state: str | None = None, resume: bool = False) -> list[dict]:
+    """Train ``model`` in place for ``epochs`` on ``(X, y)`` with the
+    training engine (:func:`topokd.engine.fit`).
 
     Loss per batch: ``(1 - kd_weight) * CE(student, y) + kd_weight *
     KD_tau(student, teacher)`` with Hinton's KD (:class:`KDLoss`,
     ``temperature``) when a ``teacher`` is given (kept frozen in eval mode),
     plain cross-entropy otherwise.  ``X`` is ``(N, C, T)`` (or whatever the
-    model takes), ``y`` ``(N,)`` integer labels.  ``optimizer``: ``"adam"``
-    or ``"sgd"`` (momentum 0.9); ``wrap_optimizer(opt)`` may wrap it (e.g.
-    :class:`topokd.compress.psg.PSG`).  Returns per-epoch ``{"epoch",
-    "loss", "acc"}`` (training batches).  The model is left in eval mode.
+    model takes), ``y`` ``(N,)`` integer labels; batches of one sample are
+    skipped (BatchNorm).  ``optimizer``: ``"adam"``, ``"adamw"`` or
+    ``"sgd"`` (momentum 0.9, no Nesterov); ``wrap_optimizer(opt)`` may wrap
+    it (e.g. :class:`topokd.compress.psg.PSG`).  ``state``: a training-state
+    file written after every epoch, from which ``resume=True`` continues
+    exactly.  Returns per-epoch ``{"epoch", "loss", "acc"}`` (training
+    batches).  The model keeps the last epoch's weights, in eval mode.
     """
     from ..distill.losses import KDLoss
+    from ..engine import Checkpoints, build_optimizer, fit, tensor_batches
 
     X = _as_tensor(X, torch.float32)
     y = _as_tensor(y, torch.long)
@@ -443,47 +449,30 @@ def kd_finetune(model: nn.Module, X, y, *, teacher: nn.Module | None = None, epo
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
     if not 0.0 <= kd_weight <= 1.0:
         raise ValueError(f"kd_weight must be in [0, 1], got {kd_weight}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    elif optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    else:
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    opt = build_optimizer(model.parameters(), optimizer, lr=lr, weight_decay=weight_decay, momentum=0.9,
+                          nesterov=False)
     if wrap_optimizer is not None:
         opt = wrap_optimizer(opt)
     kd = KDLoss(temperature) if teacher is not None else None
     if teacher is not None:
         teacher.eval()
-    gen = torch.Generator().manual_seed(seed)
-    log = []
-    for epoch in range(epochs):
-        model.train()
-        total, correct, seen = 0.0, 0, 0
-        for idx in torch.randperm(X.shape[0], generator=gen).split(batch_size):
-            if len(idx) < 2 and X.shape[0] >= 2:  # BatchNorm needs two samples in train mode
-                continue
-            xb, yb = X[idx], y[idx]
-            opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            if kd is not None:
-                with torch.no_grad():
-                    t_logits = teacher(xb).float()
-                loss = (1.0 - kd_weight) * loss + kd_weight * kd(logits.float(), t_logits)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss became {loss.item()} at epoch {epoch + 1}; lower lr")
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(idx)
-        record = {"epoch": epoch + 1, "loss": total / max(seen, 1), "acc": correct / max(seen, 1)}
-        log.append(record)
-        if progress:
-            print(f"  fine-tune epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}, train acc {record['acc']:.3f}")
+
+    def step(batch, generator):
+        xb, yb = batch
+        logits = model(xb)
+        terms = {"ce": F.cross_entropy(logits, yb)}
+        if kd is not None:
+            with torch.no_grad():
+                t_logits = teacher(xb).float()
+            terms = {"ce": (1.0 - kd_weight) * terms["ce"], "kd": kd_weight * kd(logits.float(), t_logits)}
+        return terms, {"acc": (logits.argmax(1) == yb).float().mean()}
+
+    result = fit(model, step, tensor_batches(X, y, batch_size=batch_size, min_batch=2), epochs=epochs,
+                 optimizer=opt, device=X.device, seed=seed, amp=False,
+                 checkpoints=Checkpoints(state=state) if state else None, resume=resume, restore="last",
+                 progress=progress, desc="fine-tune", show=("train_acc",), nan_hint="lower lr")
     model.eval()
-    return log
+    return [{"epoch": r["epoch"], "loss": r["train_loss"], "acc": r["train_acc"]} for r in result.history]
 
 
 def make_fine_tune(X, y, **kwargs) -> Callable[[nn.Module], list[dict]]:
