@@ -115,7 +115,7 @@ def quality_row(name, data_desc, est, fit_s, X_tr, Y_tr, X_te, Y_te, optimizer, 
         "name": name, "data": data_desc, "optimizer": optimizer, "epochs_budget": epochs,
         "n_train": int(len(X_tr)), "n_test": int(len(X_te)), "fit_s": fit_s, "test": test, "train": train,
         "baseline_mean": base, "mse_ratio_vs_baseline": test["mse"] / base["mse"],
-        "history": history_summary(est), "device": str(est.device),
+        "history": history_summary(est), "device": str(est._device()),
     }, pred_te
 
 
@@ -509,11 +509,11 @@ def main(argv=None) -> int:
             rows.append({"method": f"PI-Net `predict` (batch {args.predict_batch})", "device": dev, "n": n,
                          "seconds": best, "times_s": times, "windows_per_s": n / best,
                          "amp": dev == "cuda" and est.amp})
-            inputs = est._network_input(Xv).to(est.device)
+            inputs = est.as_module(scaled=False).network_input(torch.from_numpy(Xv).float().transpose(1, 2)).to(dev)
             model = est.model_.eval()
 
             def forward_only():
-                with torch.no_grad(), torch.autocast(est.device.type, enabled=dev == "cuda" and est.amp):
+                with torch.no_grad(), torch.autocast(torch.device(dev).type, enabled=dev == "cuda" and est.amp):
                     for xb in inputs.split(args.predict_batch):
                         model(xb)
                 if dev == "cuda":

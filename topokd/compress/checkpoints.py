@@ -29,16 +29,6 @@ from ._common import add_history, history, is_quantized
 __all__ = ["load_compressed", "load_student", "save_compressed"]
 
 
-def _registry_builder():
-    """``topokd.models.build_model`` when this topokd has the model registry, else None."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("topokd.models") is None:
-        return None
-    return getattr(importlib.import_module("topokd.models"), "build_model", None)
-
-
 def model_from_description(desc, path) -> nn.Module:
     """An untrained model built from a checkpoint's ``"model"`` description."""
     from ..checkpoint import CheckpointError
@@ -49,22 +39,9 @@ def model_from_description(desc, path) -> nn.Module:
     if desc.get("inputs", "signal") != "signal":
         raise ValueError(f"{path} holds a {desc.get('inputs')!r}-input model; topokd compress handles raw-signal "
                          "models (students and signal teachers)")
-    build = _registry_builder()
-    try:
-        if build is not None:
-            return build(dict(desc))
-        # A topokd without the model registry: plain 1-D backbones only.
-        if desc.get("pinet") is not None or desc.get("pi_model") is not None:
-            raise CheckpointError(f"{path} holds a PI-augmented student (pinet {desc.get('pinet')!r}, pi_model "
-                                  f"{desc.get('pi_model')!r}); rebuilding it needs topokd.models.build_model, "
-                                  "which this topokd does not have")
-        from ..distill.models import create_model
+    from ..models import build_model
 
-        return create_model(desc["model"], dims=1, num_classes=int(desc["num_classes"]),
-                            in_channels=int(desc["in_channels"]))
-    except (KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: incomplete model description {desc} ({type(err).__name__}: {err})") \
-            from None
+    return build_model(dict(desc))
 
 
 def _reshape_to(model: nn.Module, tensors: dict) -> None:

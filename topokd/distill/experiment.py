@@ -20,8 +20,9 @@ from .augment import get_augmentation
 from .config import ExperimentConfig, StudentSpec, TeacherSpec
 from .data import Splits, load_splits
 from .losses import AMDLoss, AttentionTransferLoss, MultiTeacherKDLoss, SimilarityPreservingLoss, partial_mixup
-from .models import FeatureExtractor, FusionTeacher, PIAugmentedStudent, PITeacher, create_model
-from .trainer import Batch, TrainSettings, copy_frozen, fit, model_input
+from ..engine import copy_frozen
+from ..models import FeatureExtractor, build_model
+from .trainer import Batch, TrainSettings, fit, model_input
 
 
 def prepare_data(cfg: ExperimentConfig) -> Splits:
@@ -31,33 +32,31 @@ def prepare_data(cfg: ExperimentConfig) -> Splits:
                        synthetic_length=d.synthetic_length)
 
 
-def build_teacher(spec: TeacherSpec, splits: Splits) -> tuple[nn.Module, dict]:
-    """A fresh teacher for ``spec`` and the description stored in its checkpoints."""
-    classes = len(splits.classes)
+def teacher_description(spec: TeacherSpec, splits: Splits) -> dict:
+    """The model description of teacher ``spec`` (stored in its checkpoints;
+    :func:`topokd.models.build_model` rebuilds the model from it)."""
     channels = splits.train.signals.shape[2]
     pi_channels = splits.train.pis.shape[1] if splits.train.pis is not None else channels
-    desc = {"name": spec.name, "model": spec.model, "inputs": spec.inputs, "pi_model": spec.pi_model,
-            "num_classes": classes, "in_channels": channels, "pi_channels": pi_channels}
-    if spec.inputs == "signal":
-        model = create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
-    elif spec.inputs == "pi":
-        model = PITeacher(create_model(spec.model, dims=2, num_classes=classes, in_channels=pi_channels))
-    else:
-        model = FusionTeacher(create_model(spec.model, dims=1, num_classes=0, in_channels=channels),
-                              create_model(spec.pi_model, dims=2, num_classes=0, in_channels=pi_channels), classes)
-    return model, desc
+    return {"name": spec.name, "model": spec.model, "inputs": spec.inputs, "pi_model": spec.pi_model,
+            "num_classes": len(splits.classes), "in_channels": channels, "pi_channels": pi_channels}
+
+
+def build_teacher(spec: TeacherSpec, splits: Splits) -> tuple[nn.Module, dict]:
+    """A fresh teacher for ``spec`` and the description stored in its checkpoints."""
+    desc = teacher_description(spec, splits)
+    return build_model(desc), desc
+
+
+def student_description(spec: StudentSpec, classes: int, channels: int) -> dict:
+    """The model description of the student (see :func:`teacher_description`)."""
+    return {"model": spec.model, "inputs": "signal", "num_classes": classes, "in_channels": channels,
+            "pinet": spec.pinet, "pi_model": spec.pi_model}
 
 
 def build_student(spec: StudentSpec, classes: int, channels: int) -> nn.Module:
     """The student: a 1-D model on the raw signal, or, with ``pinet``, a
-    :class:`PIAugmentedStudent` that computes PIs with a frozen PI-Net."""
-    if spec.pinet is None:
-        return create_model(spec.model, dims=1, num_classes=classes, in_channels=channels)
-    from ..pinet import PINet
-
-    pinet = PINet.load(spec.pinet, kind="signal", in_channels=channels, progress=False)
-    return PIAugmentedStudent(create_model(spec.model, dims=1, num_classes=0, in_channels=channels), pinet,
-                              create_model(spec.pi_model, dims=2, num_classes=0, in_channels=channels), classes)
+    :class:`~topokd.models.PIAugmentedStudent` that computes PIs with a frozen PI-Net."""
+    return build_model(student_description(spec, classes, channels))
 
 
 def _augmenter(settings: TrainSettings):
@@ -191,8 +190,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
                 terms[name] = w * value
         return terms
 
-    meta = {"role": "student", "model": {"model": spec.model, "inputs": "signal", "num_classes": classes,
-                                         "in_channels": channels, "pinet": spec.pinet, "pi_model": spec.pi_model},
+    meta = {"role": "student", "model": student_description(spec, classes, channels),
             "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u, _, _ in teachers],
             "losses": spec.losses, "data": splits.description, "classes": splits.classes}
     try:

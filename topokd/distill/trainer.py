@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..checkpoint import load_checkpoint
-from ..engine.loop import Checkpoints, Monitor, copy_frozen
+from ..engine.loop import Checkpoints, Monitor
 from ..engine.loop import fit as engine_fit
 from ..engine.settings import TrainSettings, lr_at, make_optimizer
 from .data import Split, Splits

@@ -18,16 +18,13 @@ from checkpoint metadata.  PIs are ``(B, C, R, R)`` as
 
 from __future__ import annotations
 
-import copy
-import math
 import os
 
 import torch
 from torch import nn
 
-from ..tda.pipeline import SCALES
 from .backbones import _check_input, _check_int
-from .pinet import SignalPINet
+from .pinet import PINetModule, SignalPINet
 from .registry import create_model, register_model
 
 __all__ = [
@@ -133,89 +130,49 @@ class FusionTeacher(_LateFusion):
         return self.classifier(self._fuse(signal, pis))
 
 
-def _scale_time(x: torch.Tensor, scale: str | None) -> torch.Tensor:
-    """:func:`topokd.tda.pipeline.scale_rows` on each (sample, channel) of a
-    ``(B, C, T)`` batch, in torch: constant rows become zeros, never NaN."""
-    if scale is None:
-        return x
-    if scale == "standardize":
-        spread = x.std(dim=-1, keepdim=True, unbiased=False)
-        return (x - x.mean(dim=-1, keepdim=True)) / torch.where(spread > 0, spread, torch.ones_like(spread))
-    lo = x.amin(dim=-1, keepdim=True)
-    span = x.amax(dim=-1, keepdim=True) - lo
-    unit = (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
-    if scale == "unit":
-        return unit
-    return 2.0 * unit - (span > 0).to(x.dtype)
-
-
-def _estimator_scale(pinet) -> str | None:
-    """The input scaling of a PINet estimator's preset (``pi_config``; ``engine_.config_`` in older estimators)."""
-    config = pinet.pi_config if hasattr(type(pinet), "pi_config") else pinet.engine_.config_
-    return config["scale"]
-
-
-class FrozenPINet(nn.Module):
+class FrozenPINet(PINetModule):
     """A frozen Signal PI-Net as a layer: ``(B, C, T)`` signal -> ``(B, C, R, R)`` PIs.
 
-    ``pinet`` is a :class:`topokd.pinet.SignalPINet` (frozen in place: its
-    parameters get ``requires_grad=False``) or a trained
-    :class:`topokd.pinet.PINet` estimator (its network is copied, and its
-    preset's input ``scale`` and its target scale are applied, so the output
-    equals ``PINet.predict`` on the same windows).  For a bare module,
-    ``input_scale`` (one of ``None, "standardize", "minmax", "unit"``, per
-    window and channel as topokd's engine does) and ``pi_scale`` (output
-    multiplier) default to ``None`` and 1.
+    A :class:`topokd.models.pinet.PINetModule` (input scaling, network,
+    output scale; no gradients, always in eval mode) built from ``pinet``:
+
+    * a trained signal :class:`topokd.pinet.PINet` estimator: its
+      :meth:`~topokd.pinet.PINet.as_module` (a copy of its network, its
+      preset's input ``scale`` and its target scale), so the output equals
+      ``PINet.predict`` on the same windows;
+    * a bare :class:`topokd.pinet.SignalPINet` (frozen in place):
+      ``input_scale`` (one of ``None, "standardize", "minmax", "unit"``, per
+      window and channel as topokd's engine does) and ``pi_scale`` (output
+      multiplier) default to ``None`` and 1.
 
     The input is always channel-major ``(B, C, T)``; it is transposed when the
-    network was built ``channels_last``.  The network always runs in eval
-    mode (``train()`` cannot switch it) and without gradient tracking.
+    network was built ``channels_last``.
     """
 
     def __init__(self, pinet, *, input_scale: str | None = None, pi_scale: float | None = None):
-        super().__init__()
         from ..pinet.estimator import PINet  # the estimator module imports the TDA engine
 
         if isinstance(pinet, PINet):
             if pinet.kind != "signal":
                 raise TypeError(f"PIAugmentedStudent needs a signal PI-Net, got a {pinet.kind!r} PINet")
-            if pinet.model_ is None:
+            if getattr(pinet, "model_", None) is None:
                 raise ValueError("this PINet has no trained model: fit() it or use PINet.load()")
             if input_scale is not None or pi_scale is not None:
                 raise ValueError("input_scale / pi_scale come from the PINet estimator; pass them only with a "
                                  "bare SignalPINet module")
-            input_scale = _estimator_scale(pinet)
-            pi_scale = pinet.target_scale_
-            net = copy.deepcopy(pinet.model_)
+            module = pinet.as_module(frozen=True)
+            net, input_scale, pi_scale = module.net, module.input_scale, float(module.pi_scale)
         elif isinstance(pinet, SignalPINet):
             net = pinet
         else:
             raise TypeError(f"pinet must be a topokd.pinet.SignalPINet or a signal PINet estimator, "
                             f"got {type(pinet).__name__}")
-        if input_scale not in SCALES:
-            raise ValueError(f"input_scale must be one of {list(SCALES)}, got {input_scale!r}")
-        pi_scale = 1.0 if pi_scale is None else float(pi_scale)
-        if not (math.isfinite(pi_scale) and pi_scale > 0):
-            raise ValueError(f"pi_scale must be a finite number > 0, got {pi_scale}")
-        self.net = net
-        self.input_scale = input_scale
-        self.in_channels, self.resolution = net.in_channels, net.resolution
-        self.register_buffer("pi_scale", torch.tensor(pi_scale))
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        super().train(False)
-
-    def train(self, mode: bool = True) -> "FrozenPINet":
-        """Stays in eval mode whatever ``mode`` (frozen BatchNorm statistics)."""
-        return super().train(False)
+        super().__init__(net, kind="signal", input_scale=input_scale,
+                         pi_scale=1.0 if pi_scale is None else pi_scale, frozen=True)
 
     def forward(self, signal: torch.Tensor) -> torch.Tensor:
         _check_input(signal, 1, self.in_channels, "the PI-Net")
-        with torch.no_grad():
-            x = _scale_time(signal, self.input_scale)
-            if self.net.channels_last:
-                x = x.transpose(1, 2)
-            return self.net(x) * self.pi_scale
+        return super().forward(signal)
 
 
 class PIAugmentedStudent(_LateFusion):

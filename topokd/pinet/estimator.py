@@ -41,8 +41,8 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..engine import Checkpoints, Monitor, build_optimizer, schedule_lr, tensor_batches
 from ..engine import fit as engine_fit
 from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages
-from .models import HEADS, create_model
-from .module import PINetModule
+from ..models import build_model
+from .models import HEADS, PINetModule, create_model
 
 OPTIMIZERS = ("reference", "adamw")
 KINDS = ("signal", "image")
@@ -504,9 +504,11 @@ class PINet(ParamsMixin):
                   **{k: training[k] for k in keep if k in training})
         est._check_params()
         est.target_scale_ = float(meta.get("target_scale", 1.0))
-        est.model_ = est._build(model_cfg["in_channels"])
-        if est.model_config_ != model_cfg:
-            raise CheckpointError(f"{path}: model description {model_cfg} cannot be rebuilt ({est.model_config_})")
+        if model_cfg.get("resolution") != est.resolution:
+            raise CheckpointError(f"{path}: its PI-Net makes {model_cfg.get('resolution')}-pixel PIs, its PI "
+                                  f"parameters {est.resolution}; the checkpoint is inconsistent")
+        est.model_ = build_model(model_cfg).to(est._device())
+        est.model_config_ = dict(model_cfg)
         _load_weights(est.model_, tensors, path)
         engine = meta.get("engine")
         est.history_ = list(engine["history"] if isinstance(engine, dict) else meta.get("history", []))

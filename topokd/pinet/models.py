@@ -5,7 +5,7 @@ one model registry.  ``create_model`` / ``MODELS`` here are that registry's
 in_channels=6)`` works as before and can build any other topokd model too.
 """
 
-from ..models.pinet import HEADS, ImagePINet, SignalPINet
+from ..models.pinet import HEADS, ImagePINet, PINetModule, SignalPINet, scale_channels
 from ..models.registry import MODELS, create_model, list_models
 
-__all__ = ["HEADS", "MODELS", "ImagePINet", "SignalPINet", "create_model", "list_models"]
+__all__ = ["HEADS", "MODELS", "ImagePINet", "PINetModule", "SignalPINet", "create_model", "list_models", "scale_channels"]
