@@ -263,3 +263,33 @@ def test_fit_on_a_dataset_of_pairs(windows):
     from_pairs = small_estimator(epochs=2).fit(Pairs()).predict(X[200:])
     from_arrays = small_estimator(epochs=2).fit(X[:40], Y).predict(X[200:])
     np.testing.assert_array_equal(from_pairs, from_arrays)
+
+
+@pytest.mark.parametrize("scale", [None, "standardize", "minmax", "unit"])
+def test_module_scaling_equals_the_tda_engine(scale, rng):
+    """One torch implementation of the input scaling (PINetModule) against
+    the NumPy one of the TDA engine, constant rows included."""
+    from topokd.pinet.models import scale_channels
+    from topokd.tda.pipeline import scale_rows
+
+    x = rng.normal(size=(4, 3, 37)) * 5 + 9.81
+    x[1, 2] = 3.0  # a constant row -> zeros, never NaN
+    expected = scale_rows(x.reshape(-1, 37).copy(), scale).reshape(x.shape)
+    np.testing.assert_allclose(scale_channels(torch.from_numpy(x), scale).numpy(), expected, rtol=0, atol=1e-12)
+    images = rng.uniform(size=(2, 3, 5, 6))
+    flat = scale_rows(images.reshape(-1, 30).copy(), scale).reshape(images.shape)
+    np.testing.assert_allclose(scale_channels(torch.from_numpy(images), scale, dims=2).numpy(), flat, atol=1e-12)
+
+
+def test_as_module_is_predict_and_frozen(windows):
+    X, _ = windows
+    est = small_estimator(epochs=1).fit(X[:40])
+    module = est.as_module()
+    with torch.no_grad():
+        out = module(torch.from_numpy(X[200:205]).float().transpose(1, 2)).numpy()
+    np.testing.assert_allclose(out, est.predict(X[200:205]), rtol=1e-6, atol=1e-7)
+    module.train()
+    assert not module.training and not any(p.requires_grad for p in module.parameters())
+    assert module.net is not est.model_  # a copy: the estimator keeps training its own network
+    raw = est.as_module(scaled=False, frozen=False)
+    assert float(raw.pi_scale) == 1.0 and all(p.requires_grad for p in raw.parameters())
