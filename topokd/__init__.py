@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 
 # PyTorch-based parts load on first use, so `import topokd` stays light.
 _LAZY = {"pinet": ("pinet", None), "PINet": ("pinet", "PINet"), "SignalPINet": ("pinet", "SignalPINet"),
-         "ImagePINet": ("pinet", "ImagePINet"), "distill": ("distill", None), "compress": ("compress", None)}
+         "ImagePINet": ("pinet", "ImagePINet"), "distill": ("distill", None), "compress": ("compress", None),
+         "models": ("models", None), "engine": ("engine", None)}
 
 
 def __getattr__(name):
@@ -47,6 +48,8 @@ __all__ = [
     "compress",
     "data",
     "distill",
+    "engine",
+    "models",
     "cubical_diagrams",
     "flatten_image",
     "get_preset",

@@ -23,7 +23,7 @@ Steps (each a one-key mapping; a bare ``- finetune:`` takes the defaults):
     rounds), ``schedule`` linear | geometric [linear].
 ``finetune`` (:class:`FinetuneStep`)
     ``epochs`` [3], ``lr`` [0.001], ``batch_size`` [32], ``optimizer`` adam
-    | sgd [adam], ``weight_decay`` [0.0], ``kd_weight`` [0.9] and
+    | adamw | sgd [adam], ``weight_decay`` [0.0], ``kd_weight`` [0.9] and
     ``temperature`` [4.0] (used with a ``teacher``).
 ``quantize`` (:class:`QuantizeStep`)
     ``method`` dynamic | static | qat (required), ``reduce_range``
@@ -149,7 +149,7 @@ class FinetuneStep:
     epochs: int = 3
     lr: float = 1e-3
     batch_size: int = 32
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     weight_decay: float = 0.0
     kd_weight: float = 0.9
     temperature: float = 4.0
