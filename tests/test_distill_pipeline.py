@@ -45,10 +45,13 @@ def trained(tmp_path_factory):
     return cfg, splits, teachers
 
 
-def test_teacher_runs_write_every_epoch_and_metrics(trained):
+def test_teacher_runs_keep_the_needed_epochs_and_metrics(trained):
     cfg, splits, teachers = trained
     run = cfg.output / "teachers" / "pi"
-    assert sorted(p.name for p in (run / "epochs").iterdir()) == ["epoch-001.safetensors", "epoch-002.safetensors"]
+    # checkpoints: needed (default): best and last, plus the epochs the student names (signal: epoch 1; pi: none)
+    assert not (run / "epochs").exists() and (run / "best.safetensors").exists() and (run / "last.safetensors").exists()
+    signal_epochs = cfg.output / "teachers" / "signal" / "epochs"
+    assert sorted(p.name for p in signal_epochs.iterdir()) == ["epoch-001.safetensors"]
     history = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and {"train_ce", "val_acc", "lr"} <= set(history[0])
     assert (run / "metrics.csv").read_text().startswith("epoch,")
@@ -92,8 +95,8 @@ def test_teacher_description_must_match(trained, tmp_path):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: r.pop("output"), "the config needs 'output' (the run directory, relative to the config file)"),
-    (lambda r: r.update(epochs=3), "unknown top-level key 'epochs'; allowed: data, device, output, seed, student, "
-                                   "teachers"),
+    (lambda r: r.update(epochs=3), "unknown top-level key 'epochs'; allowed: checkpoints, data, device, output, "
+                                   "seed, student, teachers"),
     (lambda r: r["student"]["losses"].update(dkd=1.0), "student.losses: unknown loss 'dkd' (did you mean 'kd'?)"),
     (lambda r: r["student"]["teachers"].append({"name": "ghost"}),
      "student.teachers[2].name is 'ghost', which is not under 'teachers' (defined: pi, signal)"),
@@ -120,13 +123,30 @@ def test_cli_runs_a_yaml_config(tmp_path, capsys):
     raw["teachers"] = {"signal": raw["teachers"]["signal"]}
     raw["student"]["teachers"] = [{"name": "signal"}]
     raw["student"]["losses"] = {"ce": 0.5, "kd": 0.5}
+    raw["student"]["scratch"] = True
     raw["output"] = "run"  # relative to the config file
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["run", str(path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "teacher signal: best epoch" in out and "student: best epoch" in out
-    assert (tmp_path / "run" / "results.json").exists()
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    for row in ("teacher signal", "student", "scratch"):
+        acc = results["teachers"]["signal"] if row == "teacher signal" else results[row]
+        assert f"| {row} | {acc['best_epoch']} | {acc['best_val_acc']:.4f} | {acc['test_acc']:.4f} |" in out
+    gain = 100 * (results["student"]["test_acc"] - results["scratch"]["test_acc"])
+    assert f"student vs scratch: {gain:+.2f} points" in out
+    # an existing run is refused (nothing trained, nothing touched) unless --resume or --force
+    before = (tmp_path / "run" / "student" / "best.safetensors").read_bytes()
+    assert main(["run", str(path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a run; pass --resume to continue it or --force" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "run" / "student" / "best.safetensors").read_bytes() == before
+    assert main(["run", str(path), "--quiet", "--resume"]) == 0  # everything finished: nothing to redo
+    assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
+    (tmp_path / "run" / "teachers" / "signal" / "stale.txt").write_text("from an earlier run")
+    assert main(["run", str(path), "--quiet", "--force"]) == 0
+    assert not (tmp_path / "run" / "teachers" / "signal" / "stale.txt").exists()
+    capsys.readouterr()
     assert load_config(path).output == tmp_path / "run"
     assert main(["distill", str(tmp_path / "missing.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
@@ -195,8 +215,14 @@ def test_pi_augmented_student_from_a_pinet_checkpoint(trained, tmp_path):
     raw = tiny_config(tmp_path, pinet=str(tmp_path / "pinet.safetensors"), pi_model="resnet8")
     raw["output"] = str(cfg.output)
     raw["student"]["losses"] = {"ce": 0.5, "kd": 0.5, "at": 1.0}
-    summary = distill(parse_config(raw), splits)
-    assert 0.0 <= summary["test_acc"] <= 1.0
+    summary = distill(parse_config(raw), splits, force=True)
+    from topokd.distill.trainer import evaluate
+    from topokd.models import build_model
+
+    weights, stored = load_checkpoint(cfg.output / "student" / "best.safetensors")
+    rebuilt = build_model(stored["model"])
+    rebuilt.load_state_dict(weights)
+    assert evaluate(rebuilt, "signal", splits.test, "cpu")["acc"] == summary["test_acc"]
     tensors, meta = load_checkpoint(cfg.output / "student" / "best.safetensors")
     assert meta["model"]["pinet"].endswith("pinet.safetensors")
     assert any(k.startswith("pinet.") for k in tensors)  # the frozen PI-Net ships inside the student

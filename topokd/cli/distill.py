@@ -17,7 +17,10 @@ def add_parsers(sub) -> None:
         p.add_argument("config", help="YAML experiment config")
         if name == "train-teacher":
             p.add_argument("--teacher", action="append", help="train only this teacher (repeatable)")
-        p.add_argument("--resume", action="store_true", help="continue from train-state.safetensors")
+        runs = p.add_mutually_exclusive_group()
+        runs.add_argument("--resume", action="store_true", help="continue an existing run from its training state")
+        runs.add_argument("--force", action="store_true",
+                          help="delete an existing run of the same stages and start again")
         p.add_argument("--device", help="override the config's device (cuda, cpu)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a config value (YAML syntax; repeatable), e.g. --set student.train.epochs=5")
@@ -26,7 +29,8 @@ def add_parsers(sub) -> None:
 
 def run(args) -> int:
     from ..distill.config import load_config
-    from ..distill.experiment import distill, prepare_data, run as run_all, train_teacher
+    from ..distill.experiment import (check_run_dirs, distill, prepare_data, results_table, run as run_all,
+                                      train_scratch, train_teacher)
 
     cfg = load_config(args.config, overrides=args.overrides)
     for settings in [t.train for t in cfg.teachers.values()] + ([cfg.student.train] if cfg.student else []):
@@ -34,24 +38,25 @@ def run(args) -> int:
             settings.device = args.device
         if args.quiet:
             settings.progress = False
+    runs = dict(resume=args.resume, force=args.force)
     if args.command == "train-teacher":
         names = args.teacher or list(cfg.teachers)
         if not names:
             raise ValueError(f"{args.config} defines no teachers")
+        unknown = sorted(set(names) - set(cfg.teachers))
+        if unknown:
+            raise ValueError(f"--teacher {unknown[0]!r} is not a teacher of {args.config}; it has {sorted(cfg.teachers)}")
+        check_run_dirs(cfg, names, student=False, **runs)
         splits = prepare_data(cfg)
-        results = {n: train_teacher(cfg, n, splits, resume=args.resume) for n in names}
+        results = {"teachers": {n: train_teacher(cfg, n, splits, **runs) for n in names}}
     elif args.command == "distill":
-        results = {"student": distill(cfg, resume=args.resume)}
+        check_run_dirs(cfg, [], **runs)
+        splits = prepare_data(cfg)
+        results = {"student": distill(cfg, splits, **runs)}
+        if cfg.student is not None and cfg.student.scratch:
+            results["scratch"] = train_scratch(cfg, splits, **runs)
     else:
-        results = run_all(cfg, resume=args.resume)
-    flat = {}
-    for key, value in results.items():
-        if key == "teachers":
-            flat.update({f"teacher {k}": v for k, v in value.items()})
-        else:
-            flat[key if key == "student" else f"teacher {key}"] = value
-    for key, summary in flat.items():
-        print(f"{key}: best epoch {summary['best_epoch']}, val acc {summary['best_val_acc']:.3f}, "
-              f"test acc {summary['test_acc']:.3f}")
+        results = run_all(cfg, **runs)
+    print(results_table(results))
     print(json.dumps({"output": str(cfg.output)}))
     return 0

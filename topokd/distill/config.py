@@ -36,6 +36,8 @@ Schema (defaults in brackets)::
       pi_model: STR | null            #   and the 2-D model over its PIs (both or neither)
       losses: {ce: W, kd: W | {weight: W, temperature: T}, at, amd, sp}   # [{ce: 1.0}]
       train: TrainSettings
+      scratch: BOOL                   # [false] also train the student from scratch (CE) as the baseline
+    checkpoints: needed | all         # [needed]: best, last and the epochs student.teachers name; all: every epoch
 
 ``train`` (:class:`topokd.engine.settings.TrainSettings`): ``epochs`` [100],
 ``batch_size`` [32], ``optimizer`` sgd | adam | adamw [sgd], ``lr`` [0.05],
@@ -134,6 +136,9 @@ class StudentSpec:
     # Free-form: {name: weight | {weight: w, **options}}, checked by _check_losses.
     losses: dict = field(default_factory=lambda: {"ce": 1.0})
     train: TrainSettings = field(default_factory=TrainSettings)
+    # Also train the student architecture from scratch (cross-entropy only,
+    # the same train settings) as the baseline its gain is measured against.
+    scratch: bool = False
 
     def __post_init__(self):
         if (self.pinet is None) != (self.pi_model is None):
@@ -148,6 +153,9 @@ class ExperimentConfig:
     student: StudentSpec | None = None
     seed: int = 0
     device: str | None = None
+    # "needed": best, last and the epochs the student's teachers name (ESKD);
+    # "all": every epoch's weights.
+    checkpoints: Literal["all", "needed"] = "needed"
 
 
 def _with_defaults(raw: dict) -> dict:

@@ -9,6 +9,7 @@ Output layout under ``config.output``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
@@ -22,7 +23,8 @@ from .data import Splits, load_splits
 from .losses import AMDLoss, AttentionTransferLoss, MultiTeacherKDLoss, SimilarityPreservingLoss, partial_mixup
 from ..engine import copy_frozen
 from ..models import FeatureExtractor, build_model
-from .trainer import Batch, TrainSettings, fit, model_input
+from ..tda.pipeline import SignalPersistenceImages
+from .trainer import Batch, OnlinePIs, TrainSettings, fit, model_input
 
 
 def prepare_data(cfg: ExperimentConfig) -> Splits:
@@ -59,28 +61,88 @@ def build_student(spec: StudentSpec, classes: int, channels: int) -> nn.Module:
     return build_model(student_description(spec, classes, channels))
 
 
+def online_pis(cfg: ExperimentConfig) -> OnlinePIs:
+    """PIs computed in the batch pipeline with the data's PI preset and parameters."""
+    return OnlinePIs(SignalPersistenceImages(cfg.data.pi_preset, **(cfg.data.pi_params or {})))
+
+
 def _augmenter(settings: TrainSettings):
     return get_augmentation(settings.augment) if settings.augment else None
 
 
-def train_teacher(cfg: ExperimentConfig, name: str, splits: Splits | None = None, *, resume: bool = False) -> dict:
-    """Train teacher ``name`` of ``cfg`` with cross-entropy; returns its summary."""
+def prepare_run_dir(path, *, resume: bool = False, force: bool = False) -> None:
+    """Refuse to train into a folder that already holds a run, unless
+    ``resume`` (continue it from its training state) or ``force`` (delete it
+    and start clean, so no stale file of the earlier run survives)."""
+    import shutil
+
+    if resume and force:
+        raise ValueError("--resume continues a run and --force deletes it: choose one")
+    if not path.exists() or not any(path.iterdir()):
+        return
+    if force:
+        shutil.rmtree(path)
+    elif not resume:
+        raise FileExistsError(f"{path} already holds a run; pass --resume to continue it or --force to delete it "
+                              "and start again")
+
+
+def _stage_dirs(cfg: ExperimentConfig, teachers=None, student: bool = True) -> list:
+    dirs = [cfg.output / "teachers" / name for name in (cfg.teachers if teachers is None else teachers)]
+    if student and cfg.student is not None:
+        dirs.append(cfg.output / "student")
+        if cfg.student.scratch:
+            dirs.append(cfg.output / "scratch")
+    return dirs
+
+
+def check_run_dirs(cfg: ExperimentConfig, teachers=None, student: bool = True, *, resume: bool = False,
+                   force: bool = False) -> None:
+    """:func:`prepare_run_dir`'s refusal for every stage folder, before any training starts."""
+    if resume and force:
+        raise ValueError("--resume continues a run and --force deletes it: choose one")
+    if resume or force:
+        return
+    for path in _stage_dirs(cfg, teachers, student):
+        prepare_run_dir(path)
+
+
+def _kept_epochs(cfg: ExperimentConfig, teacher: str):
+    """The epoch checkpoints a teacher keeps: all, or those the student names (ESKD)."""
+    if cfg.checkpoints == "all":
+        return True
+    uses = cfg.student.teachers if cfg.student is not None else []
+    return sorted({u.checkpoint for u in uses if u.name == teacher and isinstance(u.checkpoint, int)})
+
+
+def train_teacher(cfg: ExperimentConfig, name: str, splits: Splits | None = None, *, resume: bool = False,
+                  force: bool = False) -> dict:
+    """Train teacher ``name`` of ``cfg`` with cross-entropy; returns its summary.
+
+    An existing teacher folder is refused unless ``resume`` or ``force``
+    (:func:`prepare_run_dir`)."""
     if name not in cfg.teachers:
         raise ValueError(f"no teacher {name!r} in the config; it has {sorted(cfg.teachers)}")
     spec = cfg.teachers[name]
+    run_dir = cfg.output / "teachers" / name
+    prepare_run_dir(run_dir, resume=resume, force=force)
     splits = splits or prepare_data(cfg)
     torch.manual_seed(spec.train.seed)  # the initial weights follow the seed
     model, desc = build_teacher(spec, splits)
     augment = _augmenter(spec.train)
 
+    online = online_pis(cfg) if augment is not None and spec.inputs != "signal" else None
+
     def step(batch: Batch, gen):
         if augment is not None:
             batch.signal = augment(batch.signal, generator=gen)
+            if online is not None:  # the PIs of the augmented window, not of the clean one
+                batch.pi = online(batch.signal)
         return {"ce": F.cross_entropy(model_input(model, spec.inputs, batch), batch.y)}
 
     meta = {"role": f"teacher {name}", "model": desc, "data": splits.description, "classes": splits.classes}
-    return fit(model, step, splits, spec.train, cfg.output / "teachers" / name, inputs=spec.inputs,
-               metadata=meta, resume=resume)
+    return fit(model, step, splits, spec.train, run_dir, inputs=spec.inputs, metadata=meta, resume=resume,
+               keep_epochs=_kept_epochs(cfg, name))
 
 
 def load_teacher(cfg: ExperimentConfig, name: str, which, splits: Splits) -> nn.Module:
@@ -117,11 +179,16 @@ def _loss_spec(spec) -> tuple[float, dict]:
     return float(spec), {}
 
 
-def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool = False) -> dict:
-    """Train the student of ``cfg`` with its losses against its (frozen) teachers."""
+def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool = False, force: bool = False,
+            run_dir=None, role: str = "student") -> dict:
+    """Train the student of ``cfg`` with its losses against its (frozen)
+    teachers, in ``run_dir`` (default ``output/student``; an existing run is
+    refused unless ``resume`` or ``force``)."""
     if cfg.student is None:
         raise ValueError("the config has no 'student' section")
     spec: StudentSpec = cfg.student
+    run_dir = cfg.output / "student" if run_dir is None else run_dir
+    prepare_run_dir(run_dir, resume=resume, force=force)
     splits = splits or prepare_data(cfg)
     classes, channels = len(splits.classes), splits.train.signals.shape[2]
     torch.manual_seed(spec.train.seed)
@@ -190,24 +257,55 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
                 terms[name] = w * value
         return terms
 
-    meta = {"role": "student", "model": student_description(spec, classes, channels),
+    meta = {"role": role, "model": student_description(spec, classes, channels),
             "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u, _, _ in teachers],
             "losses": spec.losses, "data": splits.description, "classes": splits.classes}
     try:
-        return fit(student, step, splits, settings, cfg.output / "student", inputs="signal", metadata=meta,
-                   resume=resume)
+        return fit(student, step, splits, settings, run_dir, inputs="signal", metadata=meta, resume=resume,
+                   keep_epochs=cfg.checkpoints == "all")
     finally:
         for fx in [s_fx, *t_fx]:
             if fx is not None:
                 fx.remove()
 
 
-def run(cfg: ExperimentConfig, *, resume: bool = False) -> dict:
-    """All stages: every teacher, then the student (if configured)."""
+def train_scratch(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool = False,
+                  force: bool = False) -> dict:
+    """The student architecture trained from scratch (cross-entropy only, the
+    student's train settings) under ``output/scratch``: the baseline of the
+    student's gain."""
+    if cfg.student is None:
+        raise ValueError("the config has no 'student' section")
+    scratch = dataclasses.replace(cfg.student, teachers=[], losses={"ce": 1.0}, scratch=False)
+    return distill(dataclasses.replace(cfg, student=scratch), splits, resume=resume, force=force,
+                   run_dir=cfg.output / "scratch", role="scratch")
+
+
+def run(cfg: ExperimentConfig, *, resume: bool = False, force: bool = False) -> dict:
+    """All stages: every teacher, then the student (if configured) and its
+    scratch baseline (``student.scratch``).  Every stage folder is checked
+    before anything trains (:func:`prepare_run_dir`)."""
+    check_run_dirs(cfg, resume=resume, force=force)
     splits = prepare_data(cfg)
-    out = {"teachers": {name: train_teacher(cfg, name, splits, resume=resume) for name in cfg.teachers}}
+    out = {"teachers": {name: train_teacher(cfg, name, splits, resume=resume, force=force)
+                        for name in cfg.teachers}}
     if cfg.student is not None:
-        out["student"] = distill(cfg, splits, resume=resume)
+        out["student"] = distill(cfg, splits, resume=resume, force=force)
+        if cfg.student.scratch:
+            out["scratch"] = train_scratch(cfg, splits, resume=resume, force=force)
     cfg.output.mkdir(parents=True, exist_ok=True)
     (cfg.output / "results.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     return out
+
+
+def results_table(results: dict) -> str:
+    """One Markdown table of every model's test accuracy, and the student's
+    gain over its scratch baseline when the run has one."""
+    rows = [(f"teacher {k}", v) for k, v in results.get("teachers", {}).items()]
+    rows += [(k, results[k]) for k in ("student", "scratch") if k in results]
+    lines = ["| model | best epoch | val acc | test acc |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {r['best_epoch']} | {r['best_val_acc']:.4f} | {r['test_acc']:.4f} |" for name, r in rows]
+    if "student" in results and "scratch" in results:
+        gain = 100 * (results["student"]["test_acc"] - results["scratch"]["test_acc"])
+        lines.append(f"\nstudent vs scratch: {gain:+.2f} points of test accuracy")
+    return "\n".join(lines)

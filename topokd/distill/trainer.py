@@ -50,6 +50,35 @@ def batches(split: Split, batch_size: int, device, *, shuffle: bool, generator: 
                     labels[idx].to(device))
 
 
+class OnlinePIs:
+    """Exact PIs of the windows of a batch, computed inside the batch
+    pipeline by topokd's engine (after augmentation and mixup), so a PI or
+    fusion model sees the PIs of the very window the student sees.
+
+    ``transformer``: a :class:`topokd.SignalPersistenceImages` (the data's
+    preset and parameters).  ``signal`` is ``(B, C, T)``; the result
+    ``(B, C, R, R)`` float32 on the signal's device equals
+    ``transformer.transform(signal.transpose(1, 2))`` of the float32 window
+    (on an un-augmented batch, the precomputed PIs exactly).
+    ``seconds`` accumulates the time spent (for the cost report).
+    """
+
+    def __init__(self, transformer):
+        self.transformer = transformer
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, signal: torch.Tensor) -> torch.Tensor:
+        import time
+
+        started = time.perf_counter()
+        windows = signal.detach().to("cpu", torch.float32).transpose(1, 2).numpy()
+        pis = torch.from_numpy(self.transformer.transform(windows)).to(signal.device)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return pis
+
+
 def model_input(model: nn.Module, inputs: str, batch: Batch) -> torch.Tensor:
     """Call ``model`` on the part of the batch it takes."""
     if inputs == "signal":
@@ -74,11 +103,12 @@ def evaluate(model: nn.Module, inputs: str, split: Split, device, batch_size: in
 
 
 def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir: Path, *, inputs: str,
-        metadata: dict, resume: bool = False, params=None) -> dict:
+        metadata: dict, resume: bool = False, params=None, keep_epochs=True) -> dict:
     """Train a classifier with the training engine (:func:`topokd.engine.fit`).
 
     ``step(batch, generator) -> {name: weighted loss}`` trains one batch.
-    Writes ``epochs/epoch-XXX.safetensors`` (every epoch; ESKD), ``best``
+    Writes ``epochs/epoch-XXX.safetensors`` (``keep_epochs``: every epoch,
+    or the listed ones; ESKD), ``best``
     (highest validation accuracy, ties broken by lower validation loss) and
     ``last`` weights, ``train-state.safetensors`` (resume), metrics.
     Returns a summary with the best epoch and test accuracy of the best weights.
@@ -101,7 +131,7 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
         model, step, epoch_batches, epochs=settings.epochs, optimizer=optimizer,
         lr_schedule=lambda epoch: lr_at(epoch, settings), device=device, amp=settings.amp, seed=settings.seed,
         validate=validate, monitor=Monitor("val_acc", better="max", tie_break="val_loss"),
-        checkpoints=Checkpoints(out_dir, best=True, last=True, epochs=True, metadata=metadata), resume=resume,
+        checkpoints=Checkpoints(out_dir, best=True, last=True, epochs=keep_epochs, metadata=metadata), resume=resume,
         progress=settings.progress, desc=metadata.get("role", "train"), show=("val_acc",))
     best_weights, _ = load_checkpoint(out_dir / "best.safetensors", device=str(device))
     model.load_state_dict(best_weights)
