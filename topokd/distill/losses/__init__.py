@@ -18,6 +18,21 @@ one module per method family:
     :class:`DDGSDLoss` (Xu & Liu 2019).
 :mod:`~topokd.distill.losses.mixup` -- mixup
     :func:`mixup`, :func:`partial_mixup`, :func:`mixup_criterion`.
+:mod:`~topokd.distill.losses.hints` -- FitNet hints
+    :class:`FitNetLoss` (Romero et al. 2015), with its trainable regressor.
+:mod:`~topokd.distill.losses.relational` -- batch-level relations
+    :class:`RKDLoss` (Park et al. 2019), :class:`PKTLoss` (Passalis & Tefas
+    2018), :func:`embedding`.
+:mod:`~topokd.distill.losses.dkd` -- decoupled KD
+    :class:`DKDLoss` (Zhao et al. 2022), with the warm-up.
+:mod:`~topokd.distill.losses.dist` -- relations of the predictions
+    :class:`DISTLoss` (Huang et al. 2022).
+:mod:`~topokd.distill.losses.registry` -- the losses by config name
+    :func:`register_loss`, :func:`create_loss`, :func:`list_losses`,
+    :func:`loss_entry` (a :class:`~topokd.distill.losses.registry.LossEntry`),
+    :func:`check_pairing`, :data:`LOSSES`, :data:`INPUT_KINDS`, and
+    :class:`CELoss` (``ce``).  Its docstring gives each input kind's call
+    convention.
 
 Names: every loss module ends in ``Loss``; the earlier names
 (``AttentionTransfer``, ``KDCrossEntropy``, ``MultiTeacherKD``,
@@ -34,11 +49,19 @@ Conventions shared by every loss here:
 * Feature maps are ``(B, C, L)`` (1-D, e.g. sensor signals) or
   ``(B, C, H, W)`` (2-D, e.g. persistence images).  Teacher and student
   widths (channel counts) may differ: AT and AMD sum the channels away, SP
-  compares ``B x B`` Gram matrices, FT maps both sides to a common factor
-  space with its own modules.
-* Where spatial/temporal sizes differ (AT, AMD, FT), the *student* map is
-  resized to the teacher's size by linear (1-D) or bilinear (2-D)
-  interpolation, ``align_corners=False`` (:func:`torch.nn.functional.interpolate`).
+  compares ``B x B`` Gram matrices (RKD and PKT ``B x B`` relations too), FT
+  maps both sides to a common factor space with its own modules, FitNet
+  regresses the student's channels onto the teacher's with its own conv.
+* Where spatial/temporal sizes differ, AT, AMD and FT match them as each
+  class documents (pooling to the common size, or resizing the student's
+  map to the teacher's by linear / bilinear interpolation,
+  ``align_corners=False``).  FitNet does not interpolate: its regressor's
+  convolution maps the sizes, as the reference ``ConvReg``.
+* RKD and PKT take ``(B, D)`` embeddings; feature maps of any
+  dimensionality are global-average-pooled to ``(B, C)`` first, so a 2-D
+  PI teacher and a 1-D student can be related.  Batch-level relations
+  need a minimum batch (the ``min_batch`` attribute of RKD, PKT, DIST);
+  smaller batches raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -48,27 +71,55 @@ import warnings
 
 from .attention import AMDLoss, AttentionTransferLoss
 from .ddgsd import DDGSDLoss
+from .dist import DISTLoss
+from .dkd import DKDLoss
 from .factor import FactorTransferLoss, Paraphraser, Translator
+from .hints import FitNetLoss
 from .kd import KDCrossEntropyLoss, KDLoss, MultiTeacherKDLoss, kd_objective, standardize_logits
 from .mixup import mixup, mixup_criterion, partial_mixup
+from .registry import (
+    INPUT_KINDS,
+    LOSSES,
+    CELoss,
+    check_pairing,
+    create_loss,
+    list_losses,
+    loss_entry,
+    register_loss,
+)
+from .relational import PKTLoss, RKDLoss, embedding
 from .similarity import FusedSimilarityPreservingLoss, SimilarityPreservingLoss
 
 __all__ = [
+    "INPUT_KINDS",
+    "LOSSES",
     "AMDLoss",
     "AttentionTransferLoss",
+    "CELoss",
     "DDGSDLoss",
+    "DISTLoss",
+    "DKDLoss",
     "FactorTransferLoss",
+    "FitNetLoss",
     "FusedSimilarityPreservingLoss",
     "KDCrossEntropyLoss",
     "KDLoss",
     "MultiTeacherKDLoss",
+    "PKTLoss",
     "Paraphraser",
+    "RKDLoss",
     "SimilarityPreservingLoss",
     "Translator",
+    "check_pairing",
+    "create_loss",
+    "embedding",
     "kd_objective",
+    "list_losses",
+    "loss_entry",
     "mixup",
     "mixup_criterion",
     "partial_mixup",
+    "register_loss",
     "standardize_logits",
 ]
 
