@@ -28,7 +28,8 @@ def tiny_config(tmp_path, **student):
         "student": {
             "model": "resnet8",
             "teachers": [{"name": "pi", "weight": 0.7}, {"name": "signal", "weight": 0.3, "checkpoint": 1}],
-            "losses": {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4}, "at": 10.0, "amd": 1.0, "sp": 1.0},
+            "losses": {"ce": 0.1, "kd": {"weight": 0.9, "temperature": 4}, "at": {"weight": 10.0, "teachers": ["signal"]},
+                       "amd": {"weight": 1.0, "teachers": ["signal"]}, "sp": 1.0},
             "train": {**TINY, "augment": "mix1", "mixup_alpha": 0.4, "mixup_fraction": 0.5},
             **student,
         },
@@ -97,7 +98,14 @@ def test_teacher_description_must_match(trained, tmp_path):
     (lambda r: r.pop("output"), "the config needs 'output' (the run directory, relative to the config file)"),
     (lambda r: r.update(epochs=3), "unknown top-level key 'epochs'; allowed: checkpoints, data, device, output, "
                                    "seed, student, teachers"),
-    (lambda r: r["student"]["losses"].update(dkd=1.0), "student.losses: unknown loss 'dkd' (did you mean 'kd'?)"),
+    (lambda r: r["student"]["losses"].update(kdd=1.0), "student.losses: unknown loss 'kdd' (did you mean 'kd'?)"),
+    (lambda r: r["student"]["losses"].update(at=1.0),
+     "student.losses.at: teacher 'pi' sees persistence images, whose 2-D maps have no correspondence with the "
+     "student's time axis, so at cannot transfer them; use a relations loss (fused_sp, pkt, rkd, sp)"),
+    (lambda r: r["student"]["losses"].update(kd={"weight": 1.0, "temprature": 2}),
+     "student.losses.kd: unknown parameter 'temprature' (did you mean 'temperature'?)"),
+    (lambda r: r["student"]["losses"].update(sp={"teachers": ["ghost"]}),
+     "student.losses.sp.teachers names 'ghost', which is not one of student.teachers (pi, signal)"),
     (lambda r: r["student"]["teachers"].append({"name": "ghost"}),
      "student.teachers[2].name is 'ghost', which is not under 'teachers' (defined: pi, signal)"),
     (lambda r: r["teachers"]["pi"].update(inputs="fusion"), "teachers.pi.pi_model is required for inputs 'fusion'"),
@@ -214,7 +222,7 @@ def test_pi_augmented_student_from_a_pinet_checkpoint(trained, tmp_path):
     pinet.save(tmp_path / "pinet.safetensors")
     raw = tiny_config(tmp_path, pinet=str(tmp_path / "pinet.safetensors"), pi_model="resnet8")
     raw["output"] = str(cfg.output)
-    raw["student"]["losses"] = {"ce": 0.5, "kd": 0.5, "at": 1.0}
+    raw["student"]["losses"] = {"ce": 0.5, "kd": 0.5, "at": {"weight": 1.0, "teachers": ["signal"]}}
     summary = distill(parse_config(raw), splits, force=True)
     from topokd.distill.trainer import evaluate
     from topokd.models import build_model

@@ -20,11 +20,12 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from .augment import get_augmentation
 from .config import ExperimentConfig, StudentSpec, TeacherSpec
 from .data import Splits, load_splits
-from .losses import AMDLoss, AttentionTransferLoss, MultiTeacherKDLoss, SimilarityPreservingLoss, partial_mixup
 from ..engine import copy_frozen
 from ..models import FeatureExtractor, build_model
 from ..tda.pipeline import SignalPersistenceImages
-from .trainer import Batch, OnlinePIs, TrainSettings, fit, model_input
+from .distiller import Distiller, Teacher
+from .losses.registry import loss_entry
+from .trainer import Batch, OnlinePIs, TrainSettings, batches, fit, model_input
 
 
 def prepare_data(cfg: ExperimentConfig) -> Splits:
@@ -165,20 +166,6 @@ def load_teacher(cfg: ExperimentConfig, name: str, which, splits: Splits) -> nn.
     return copy_frozen(model)
 
 
-def _flat(feature: torch.Tensor, dims: int) -> torch.Tensor:
-    """2-D teacher maps meet 1-D students as (B, C, H*W) sequences."""
-    if feature.dim() == 4 and dims == 1:
-        return feature.flatten(2)
-    return feature
-
-
-def _loss_spec(spec) -> tuple[float, dict]:
-    if isinstance(spec, dict):
-        spec = dict(spec)
-        return float(spec.pop("weight", 1.0)), spec
-    return float(spec), {}
-
-
 def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool = False, force: bool = False,
             run_dir=None, role: str = "student") -> dict:
     """Train the student of ``cfg`` with its losses against its (frozen)
@@ -193,80 +180,35 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     classes, channels = len(splits.classes), splits.train.signals.shape[2]
     torch.manual_seed(spec.train.seed)
     student = build_student(spec, classes, channels)
-    teachers = [(use, cfg.teachers[use.name], load_teacher(cfg, use.name, use.checkpoint, splits))
-                for use in spec.teachers]
-    weights = [use.weight for use, _, _ in teachers]
-    losses = {name: _loss_spec(s) for name, s in spec.losses.items()}
-    ce_w = losses.get("ce", (0.0, {}))[0]
-    kd = None
-    if "kd" in losses and losses["kd"][0] > 0:
-        kd = MultiTeacherKDLoss(weights, **losses["kd"][1])
-    feature_losses = {}
-    for name, cls in (("at", AttentionTransferLoss), ("amd", AMDLoss), ("sp", SimilarityPreservingLoss)):
-        if name in losses and losses[name][0] > 0:
-            feature_losses[name] = (losses[name][0], cls(**losses[name][1]))
-    # A PI-augmented student pairs its raw-signal branch with the teachers.
-    s_layers = [n for n in student.feature_layers if not n.startswith("pi_backbone.")]
-    s_fx = FeatureExtractor(student, s_layers) if feature_losses else None
-    t_fx = [FeatureExtractor(t, list(t.feature_layers)[-len(s_layers):], detach=True) if feature_losses else None
-            for _, _, t in teachers]
-    augment = _augmenter(spec.train)
+    teachers = [Teacher(use.name, load_teacher(cfg, use.name, use.checkpoint, splits), cfg.teachers[use.name].inputs,
+                        use.weight) for use in spec.teachers]
     settings = spec.train
     device = settings.torch_device
-    for _, _, t in teachers:
-        t.to(device)
-
-    def step(batch: Batch, gen):
-        if augment is not None:
-            batch.signal = augment(batch.signal, generator=gen)
-        lam = None
-        if settings.mixup_alpha > 0:
-            state = gen.get_state()
-            batch.signal, y_a, y_b, lam = partial_mixup(batch.signal, batch.y, settings.mixup_alpha,
-                                                        settings.mixup_fraction, generator=gen)
-            if batch.pi is not None:  # same partners and lambda for the PIs
-                after = gen.get_state()
-                gen.set_state(state)
-                batch.pi = partial_mixup(batch.pi, batch.y, settings.mixup_alpha, settings.mixup_fraction,
-                                         generator=gen)[0]
-                gen.set_state(after)
-        logits = student(batch.signal)
-        terms = {}
-        if ce_w > 0:
-            if lam is None:
-                ce = F.cross_entropy(logits, batch.y)
-            else:
-                ce = (lam * F.cross_entropy(logits, y_a, reduction="none")
-                      + (1 - lam) * F.cross_entropy(logits, y_b, reduction="none")).mean()
-            terms["ce"] = ce_w * ce
-        t_logits, t_feats = [], []
-        with torch.no_grad():
-            for (use, tspec, teacher), fx in zip(teachers, t_fx):
-                t_logits.append(model_input(teacher, tspec.inputs, batch).float())
-                if fx is not None:
-                    t_feats.append([_flat(fx.features[n], 1) for n in fx.layers])
-        if kd is not None:
-            terms["kd"] = losses["kd"][0] * kd(logits.float(), t_logits)
-        if feature_losses:
-            s_feats = [s_fx.features[n] for n in s_layers]
-            for name, (w, loss_fn) in feature_losses.items():
-                value = torch.zeros((), device=logits.device)
-                for tw, feats in zip(weights, t_feats):
-                    pairs_s, pairs_t = (s_feats[-1:], feats[-1:]) if name == "sp" else (s_feats, feats)
-                    value = value + tw * loss_fn([f.float() for f in pairs_s], [f.float() for f in pairs_t])
-                terms[name] = w * value
-        return terms
-
+    for t in teachers:
+        t.model.to(device)
+    example = next(batches(splits.train, 2, "cpu", shuffle=False))
+    augment = _augmenter(settings)
+    losses = dict(spec.losses)
+    if settings.mixup_alpha > 0 and not any(loss_entry(n).inputs == "batch" for n in losses):
+        # train.mixup_alpha / mixup_fraction: partial mixup of the student's batch
+        losses["partial_mixup"] = {"alpha": settings.mixup_alpha, "fraction": settings.mixup_fraction}
+    online = online_pis(cfg) if any(t.inputs != "signal" for t in teachers) else None
+    distiller = Distiller(student.to(device), teachers, losses, example=example.to(device), augment=augment,
+                          online_pis=online)
     meta = {"role": role, "model": student_description(spec, classes, channels),
-            "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u, _, _ in teachers],
+            "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u in spec.teachers],
             "losses": spec.losses, "data": splits.description, "classes": splits.classes}
     try:
-        return fit(student, step, splits, settings, run_dir, inputs="signal", metadata=meta, resume=resume,
-                   keep_epochs=cfg.checkpoints == "all")
+        summary = fit(student, distiller.forward_train, splits, settings, run_dir, inputs="signal", metadata=meta,
+                      resume=resume, keep_epochs=cfg.checkpoints == "all", params=distiller.parameters_to_train(),
+                      companions=distiller.loss_modules if len(distiller.loss_modules) else None,
+                      on_epoch_start=distiller.set_epoch, min_batch=distiller.min_batch)
     finally:
-        for fx in [s_fx, *t_fx]:
-            if fx is not None:
-                fx.remove()
+        distiller.remove_hooks()
+    if online is not None:
+        summary["online_pi_seconds"] = round(online.seconds, 3)
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
 
 
 def train_scratch(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool = False,

@@ -38,14 +38,22 @@ class Batch:
     def __len__(self) -> int:
         return len(self.y)
 
+    def to(self, device) -> "Batch":
+        return Batch(self.signal.to(device), None if self.pi is None else self.pi.to(device), self.y.to(device))
 
-def batches(split: Split, batch_size: int, device, *, shuffle: bool, generator: torch.Generator | None = None):
+
+def batches(split: Split, batch_size: int, device, *, shuffle: bool, generator: torch.Generator | None = None,
+            min_batch: int = 1):
+    """The split in batches of ``batch_size`` (the last may be smaller; one
+    smaller than ``min_batch`` is skipped, e.g. 2 for BatchNorm in training)."""
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     signals = torch.from_numpy(split.signals).transpose(1, 2)
     pis = torch.from_numpy(split.pis) if split.pis is not None else None
     labels = torch.from_numpy(split.labels)
     for idx in order.split(batch_size):
+        if len(idx) < min_batch and n >= min_batch:
+            continue
         yield Batch(signals[idx].contiguous().to(device), None if pis is None else pis[idx].to(device),
                     labels[idx].to(device))
 
@@ -103,7 +111,8 @@ def evaluate(model: nn.Module, inputs: str, split: Split, device, batch_size: in
 
 
 def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir: Path, *, inputs: str,
-        metadata: dict, resume: bool = False, params=None, keep_epochs=True) -> dict:
+        metadata: dict, resume: bool = False, params=None, keep_epochs=True, companions=None,
+        on_epoch_start=None, min_batch: int = 2) -> dict:
     """Train a classifier with the training engine (:func:`topokd.engine.fit`).
 
     ``step(batch, generator) -> {name: weighted loss}`` trains one batch.
@@ -111,6 +120,10 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
     or the listed ones; ESKD), ``best``
     (highest validation accuracy, ties broken by lower validation loss) and
     ``last`` weights, ``train-state.safetensors`` (resume), metrics.
+    ``params``: what the optimizer trains (default the model's);
+    ``companions`` / ``on_epoch_start``: see :func:`topokd.engine.fit`.
+    A last training batch smaller than ``min_batch`` (default 2: BatchNorm)
+    is skipped.
     Returns a summary with the best epoch and test accuracy of the best weights.
     """
     out_dir = Path(out_dir)
@@ -119,7 +132,8 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
     optimizer = make_optimizer(params if params is not None else model.parameters(), settings)
 
     def epoch_batches(generator):
-        return batches(splits.train, settings.batch_size, device, shuffle=True, generator=generator)
+        return batches(splits.train, settings.batch_size, device, shuffle=True, generator=generator,
+                       min_batch=min_batch)
 
     def validate(m):
         if not len(splits.val):
@@ -132,7 +146,8 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
         lr_schedule=lambda epoch: lr_at(epoch, settings), device=device, amp=settings.amp, seed=settings.seed,
         validate=validate, monitor=Monitor("val_acc", better="max", tie_break="val_loss"),
         checkpoints=Checkpoints(out_dir, best=True, last=True, epochs=keep_epochs, metadata=metadata), resume=resume,
-        progress=settings.progress, desc=metadata.get("role", "train"), show=("val_acc",))
+        progress=settings.progress, desc=metadata.get("role", "train"), show=("val_acc",),
+        companions=companions, on_epoch_start=on_epoch_start)
     best_weights, _ = load_checkpoint(out_dir / "best.safetensors", device=str(device))
     model.load_state_dict(best_weights)
     test = evaluate(model, inputs, splits.test, device)

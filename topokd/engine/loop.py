@@ -23,7 +23,8 @@ and exact resume from one state format.
 
 State format (``train-state.safetensors``, a topokd checkpoint): tensors
 ``model.*`` (weights after the last finished epoch), ``optimizer.*``,
-``best.*`` (weights of the best epoch so far), ``rng.generator`` and
+``best.*`` (weights of the best epoch so far), ``companion.*`` (modules
+trained along, e.g. a loss's regressor), ``rng.generator`` and
 ``rng.torch`` (the shuffling generator and torch's global generator);
 metadata: the caller's metadata plus ``engine = {"state_version",
 "epoch", "best_epoch", "stale", "optimizer", "history"}``.  Resuming
@@ -196,7 +197,8 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
         validate: Callable[[nn.Module], dict] | None = None, monitor: Monitor | None = None,
         patience: int | None = None, checkpoints: Checkpoints | None = None, resume: bool = False,
         restore: str = "best", progress: bool = False, desc: str = "train", show: Iterable[str] = (),
-        nan_hint: str = "lower the learning rate", on_epoch_end: Callable[[dict], None] | None = None
+        nan_hint: str = "lower the learning rate", on_epoch_end: Callable[[dict], None] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None, companions: nn.Module | None = None
         ) -> TrainResult:
     """Train ``model`` for ``epochs`` (see the module docstring).
 
@@ -207,7 +209,12 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
     epochs without a better one.  ``restore``: leave the ``"best"`` or the
     ``"last"`` epoch's weights in ``model`` at the end.  ``amp``: mixed
     precision, on CUDA only.  ``show``: record keys for the progress bar.
-    ``on_epoch_end(record)`` runs after the epoch's state is saved.
+    ``on_epoch_end(record)`` runs after the epoch's state is saved,
+    ``on_epoch_start(epoch)`` (1-based) before its first batch.
+    ``companions``: modules that train along with ``model`` but are not part
+    of it (e.g. a FitNet regressor inside a loss): moved to the device, put
+    in train mode with it, saved in the resume state (``companion.*``), not in
+    the weight checkpoints.
     """
     from tqdm.auto import tqdm
 
@@ -217,6 +224,8 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
     ckpt = checkpoints or Checkpoints()
     device = torch.device(device)
     model.to(device)
+    if companions is not None:
+        companions.to(device)
     use_amp = amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     generator = torch.Generator().manual_seed(seed)
@@ -227,7 +236,8 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
         if ckpt.epochs:
             (ckpt.run_dir / "epochs").mkdir(exist_ok=True)
     if resume and ckpt.state is not None and ckpt.state.exists():
-        start, best_epoch, stale, history, best_state = _restore_state(ckpt, model, optimizer, generator)
+        start, best_epoch, stale, history, best_state = _restore_state(ckpt, model, optimizer, generator,
+                                                                       companions)
     else:
         torch.manual_seed(seed)
     log = MetricsLog(ckpt.run_dir, history)
@@ -242,6 +252,10 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
             for group in optimizer.param_groups:
                 group["lr"] = lr_schedule(epoch)
         train_mode(model)
+        if companions is not None:
+            train_mode(companions)
+        if on_epoch_start is not None:
+            on_epoch_start(epoch + 1)
         sums: dict[str, float] = {}
         seen = 0
         for index, batch in enumerate(batches(generator), 1):
@@ -283,7 +297,8 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
             stale += 1
         _save_epoch(ckpt, model, record, best_epoch == epoch + 1)
         if ckpt.state is not None:
-            _save_state(ckpt, model, optimizer, generator, epoch + 1, best_epoch, stale, log.history, best_state)
+            _save_state(ckpt, model, optimizer, generator, epoch + 1, best_epoch, stale, log.history, best_state,
+                        companions)
         bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", *show) if k in record})
         if on_epoch_end is not None:
             on_epoch_end(record)
@@ -310,9 +325,12 @@ def _save_epoch(ckpt: Checkpoints, model: nn.Module, record: dict, is_best: bool
         save_checkpoint(ckpt.run_dir / "last.safetensors", weights, meta)
 
 
-def _save_state(ckpt: Checkpoints, model, optimizer, generator, epoch, best_epoch, stale, history, best_state):
+def _save_state(ckpt: Checkpoints, model, optimizer, generator, epoch, best_epoch, stale, history, best_state,
+                companions=None):
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if companions is not None:
+        tensors.update({f"companion.{k}": v for k, v in companions.state_dict().items()})
     tensors.update(opt_tensors)
     tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
     tensors["rng.generator"] = generator.get_state()
@@ -322,7 +340,7 @@ def _save_state(ckpt: Checkpoints, model, optimizer, generator, epoch, best_epoc
     save_checkpoint(ckpt.state, tensors, {**ckpt.metadata, "engine": engine})
 
 
-def _restore_state(ckpt: Checkpoints, model, optimizer, generator):
+def _restore_state(ckpt: Checkpoints, model, optimizer, generator, companions=None):
     path = ckpt.state
     tensors, meta = load_checkpoint(path)
     engine = meta.get("engine")
@@ -341,6 +359,9 @@ def _restore_state(ckpt: Checkpoints, model, optimizer, generator):
     except RuntimeError as err:
         raise CheckpointError(f"cannot resume from {path}: its weights do not fit this model "
                               f"({str(err).splitlines()[0]})") from None
+    if companions is not None:
+        companions.load_state_dict({k[len("companion."):]: v for k, v in tensors.items()
+                                    if k.startswith("companion.")})
     restore_optimizer(optimizer, tensors, engine["optimizer"])
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
