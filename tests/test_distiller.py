@@ -113,3 +113,25 @@ def test_loss_options_are_checked_at_parse_time(tmp_path):
         parse_config(config(tmp_path, losses={"ce": 1, "mixup": {"alpha": 1}, "partial_mixup": {"alpha": 1}}))
     with pytest.raises(ConfigError, match=r"student.losses.sp.stages must be 'last' or 'all', got 'first'"):
         parse_config(config(tmp_path, losses={"sp": {"stages": "first"}}))
+
+
+def test_ft_pretrains_and_freezes_its_paraphraser(trained):
+    tmp, splits = trained
+    cfg = parse_config(config(tmp))
+    teacher = Teacher("signal", load_teacher(cfg, "signal", "best", splits), "signal")
+    student = create_model("resnet8", dims=1, num_classes=len(splits.classes), in_channels=3)
+    example = next(batches(splits.train, 4, "cpu", shuffle=False))
+    distiller = Distiller(student, [teacher], {"ft": {"weight": 1.0, "paraphraser_epochs": 1}}, example=example)
+    ft = distiller.terms[0].module[0]
+    loader = lambda g: batches(splits.train, 16, "cpu", shuffle=True, generator=g, min_batch=2)  # noqa: E731
+    first = distiller.pretrain_paraphrasers(loader)["signal"]
+    distiller.terms[0].options["paraphraser_epochs"] = 3
+    for p in ft.paraphraser.parameters():
+        p.requires_grad_(True)
+    later = distiller.pretrain_paraphrasers(loader)["signal"]
+    assert later < first  # the autoencoder learns the teacher's features
+    assert not any(p.requires_grad for p in ft.paraphraser.parameters())
+    assert all(p.requires_grad for p in ft.translator.parameters())  # the translator trains with the student
+    trained_params = {id(p) for p in distiller.parameters_to_train()}
+    assert all(id(p) in trained_params for p in ft.translator.parameters())
+    distiller.remove_hooks()

@@ -51,7 +51,7 @@ from .losses.registry import create_loss, list_losses, loss_entry
 from .trainer import Batch, model_input
 
 #: Distiller-level options of a loss entry (not passed to the loss).
-LOSS_OPTIONS = ("weight", "teachers", "stages")
+LOSS_OPTIONS = ("weight", "teachers", "stages", "paraphraser_epochs")
 
 
 @dataclass
@@ -91,6 +91,7 @@ class LossTerm:
     module: nn.Module | Callable
     teachers: list[int] = field(default_factory=list)
     stages: str = "last"
+    options: dict = field(default_factory=dict)
 
 
 def parse_loss_spec(name: str, spec) -> tuple[float, dict, dict]:
@@ -98,7 +99,7 @@ def parse_loss_spec(name: str, spec) -> tuple[float, dict, dict]:
     if isinstance(spec, Mapping):
         params = dict(spec)
         weight = float(params.pop("weight", 1.0))
-        options = {k: params.pop(k) for k in ("teachers", "stages") if k in params}
+        options = {k: params.pop(k) for k in LOSS_OPTIONS[1:] if k in params}
         return weight, options, params
     return float(spec), {}, {}
 
@@ -163,21 +164,21 @@ class Distiller(nn.Module):
             if entry.inputs == "views" and augment is None:
                 raise ValueError(f"student.losses.{name} compares two distorted views of each window: set "
                                  "student.train.augment (e.g. mix1)")
-            raw_terms.append((name, weight, entry.inputs, params, index, stages))
+            raw_terms.append((name, weight, entry.inputs, params, index, stages, options))
         s_layers = [n for n in getattr(student, "feature_layers", ()) if not n.startswith("pi_backbone.")]
         self.student_layers = s_layers
-        needs_features = any(k in ("features", "relations", "views") for _, _, k, *_ in raw_terms)
+        needs_features = any(term[2] in ("features", "relations", "views") for term in raw_terms)
         self._s_fx = FeatureExtractor(student, s_layers) if needs_features else None
         self._t_fx = []
         for t in self.teachers:
-            layers = sorted({n for _, _, kind, _, index, _ in raw_terms for n in t.layers(kind)
+            layers = sorted({n for _, _, kind, _, index, *_ in raw_terms for n in t.layers(kind)
                              if kind in ("features", "relations") and self.teachers.index(t) in index},
                             key=list(getattr(t.model, "feature_layers", ())).index)
             self._t_fx.append(FeatureExtractor(t.model, layers, detach=True) if layers else None)
         shapes = self._probe(example) if any(self._sized(n) for n, *_ in raw_terms) else None
-        for name, weight, kind, params, index, stages in raw_terms:
+        for name, weight, kind, params, index, stages, options in raw_terms:
             module = self._build(name, kind, params, index, shapes)
-            self.terms.append(LossTerm(name, weight, kind, module, index, stages))
+            self.terms.append(LossTerm(name, weight, kind, module, index, stages, options))
             if isinstance(module, nn.Module) and any(True for _ in module.parameters()):
                 self.loss_modules[name] = module
 
@@ -226,6 +227,41 @@ class Distiller(nn.Module):
             for module in (term.module if isinstance(term.module, nn.ModuleList) else [term.module]):
                 sizes.append(int(getattr(module, "min_batch", 1)))
         return max(sizes)
+
+    def pretrain_paraphrasers(self, train_batches: Callable, *, seed: int = 0) -> dict:
+        """FT (Kim et al. 2018) trains each teacher's paraphraser first, as an
+        autoencoder of the teacher's last-stage features (the authors' L1
+        reconstruction loss), then freezes it.  ``train_batches(generator)``
+        yields training :class:`Batch` es; ``paraphraser_epochs`` (a loss
+        option, default 5) epochs of Adam (lr 1e-3: our choice; the authors
+        tuned theirs per data set).  Returns the last epoch's mean
+        reconstruction loss per teacher."""
+        report = {}
+        for term in self.terms:
+            if term.name != "ft":
+                continue
+            for j, i in enumerate(term.teachers):
+                ft, teacher, fx = term.module[j], self.teachers[i], self._t_fx[i]
+                layer = teacher.layers("features")[-1]
+                params = list(ft.paraphraser.parameters())
+                opt = torch.optim.Adam(params, lr=1e-3)
+                gen = torch.Generator().manual_seed(seed)
+                ft.paraphraser.train()
+                for _ in range(int(term.options.get("paraphraser_epochs", 5))):
+                    total, seen = 0.0, 0
+                    for batch in train_batches(gen):
+                        with torch.no_grad():
+                            model_input(teacher.model, teacher.inputs, batch)
+                        loss = ft.reconstruction_loss(fx.features[layer].float())
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        total, seen = total + loss.item() * len(batch), seen + len(batch)
+                    report[teacher.name] = total / max(seen, 1)
+                for p in params:
+                    p.requires_grad_(False)
+                ft.paraphraser.eval()
+        return report
 
     def parameters_to_train(self):
         """The student's trainable parameters and those of the losses (regressors, translators)."""

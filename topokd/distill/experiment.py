@@ -195,6 +195,9 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     online = online_pis(cfg) if any(t.inputs != "signal" for t in teachers) else None
     distiller = Distiller(student.to(device), teachers, losses, example=example.to(device), augment=augment,
                           online_pis=online)
+    if any(term.name == "ft" for term in distiller.terms):
+        distiller.pretrain_paraphrasers(lambda g: batches(splits.train, settings.batch_size, device, shuffle=True,
+                                                          generator=g, min_batch=2), seed=settings.seed)
     meta = {"role": role, "model": student_description(spec, classes, channels),
             "teachers": [{"name": u.name, "weight": u.weight, "checkpoint": u.checkpoint} for u in spec.teachers],
             "losses": spec.losses, "data": splits.description, "classes": splits.classes}
