@@ -96,6 +96,20 @@ def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
+def _pool(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Adaptive average pooling of a (B, C, *spatial) map to ``size`` (identity when it already has that size)."""
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[2:]) == size:
+        return x
+    return F.adaptive_avg_pool1d(x, size) if x.ndim == 3 else F.adaptive_avg_pool2d(x, size)
+
+
+def _choice(value, options: Sequence[str], name: str) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}; got {value!r}")
+    return value
+
+
 def _check_labels(labels, logits: Tensor, name: str = "labels") -> None:
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")

@@ -58,17 +58,21 @@ class Paraphraser(nn.Module):
 
     Convolutional autoencoder on *teacher* features, trained first with
     :meth:`reconstruction_loss` and then frozen; its encoder output is the
-    teacher factor.  Layout (as the reference code): encoder
-    ``conv(C -> C), conv(C -> k), conv(k -> k)``, decoder
-    ``convT(k -> k), convT(k -> C), convT(C -> C)``, all kernel 3, stride 1,
-    padding 1 (size preserved for any even or odd length), each followed by
-    optional BatchNorm and LeakyReLU(0.1); ``k = max(1, int(C * rate))``.
+    teacher factor.  Layout (as the authors' code, Jangho-Kim/Factor-Transfer-pytorch
+    ``Models/FeatureProjection.py``): encoder ``conv(C -> C), conv(C -> k),
+    conv(k -> k)``, decoder ``convT(k -> k), convT(k -> C), convT(C -> C)``,
+    all kernel 3, stride 1, padding 1, with bias (size preserved for any even
+    or odd length), each followed by optional BatchNorm and LeakyReLU(0.1).
+    The factor width is ``k = max(1, round(C * rate))`` with Python's
+    ``round`` (half to even), as the authors' ``int(round(64 * RATE))`` in
+    ``train_Paraphraser.py`` / ``train_student.py``.
 
     Args:
         in_channels: teacher channels ``C``.
         rate: paraphrase rate (default 0.5).
         dims: 1 for ``(B, C, L)``, 2 for ``(B, C, H, W)`` (default 2).
-        use_bn: BatchNorm after each conv (default False).
+        use_bn: BatchNorm after each conv (default False; the authors' BatchNorm
+            layers are commented out).
     """
 
     def __init__(self, in_channels: int, rate: float = 0.5, dims: int = 2, use_bn: bool = False):
@@ -76,7 +80,7 @@ class Paraphraser(nn.Module):
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.rate = _positive(rate, "rate")
         self.dims = _check_dims(dims)
-        self.factor_channels = max(1, int(self.in_channels * self.rate))
+        self.factor_channels = max(1, round(self.in_channels * self.rate))
         c, k = self.in_channels, self.factor_channels
         self.encoder = _conv_stack(c, (c, k, k), self.dims, use_bn, transpose=False)
         self.decoder = _conv_stack(k, (k, c, c), self.dims, use_bn, transpose=True)
@@ -90,25 +94,34 @@ class Paraphraser(nn.Module):
         factor = self.encode(x)
         return factor, self.decoder(factor)
 
-    def reconstruction_loss(self, teacher_features: Tensor) -> Tensor:
-        """Mean squared reconstruction error on (detached) teacher features: the paraphraser's training loss."""
+    def reconstruction_loss(self, teacher_features: Tensor, p: int = 1) -> Tensor:
+        """The paraphraser's training loss on (detached) teacher features.
+
+        ``p=1`` (default): mean absolute reconstruction error, the authors'
+        ``nn.L1Loss()`` (``train_Paraphraser.py``); ``p=2``: mean squared error.
+        """
+        if p not in (1, 2):
+            raise ValueError(f"p must be 1 or 2, got {p!r}")
         x = teacher_features.detach() if isinstance(teacher_features, Tensor) else teacher_features
         _, rec = self(x)
-        return F.mse_loss(rec, x)
+        return F.l1_loss(rec, x) if p == 1 else F.mse_loss(rec, x)
 
 
 class Translator(nn.Module):
     """Factor Transfer translator (Kim et al. 2018): maps *student* features to
     the factor space, ``conv(C_s -> C_s), conv(C_s -> k), conv(k -> k)``
-    (kernel 3, padding 1, optional BatchNorm, LeakyReLU(0.1)).
+    (kernel 3, padding 1, with bias, optional BatchNorm, LeakyReLU(0.1)).
 
     Args:
         in_channels: student channels ``C_s``.
         factor_channels: the paraphraser's ``k``.
-        dims: 1 or 2 (default 2).  use_bn: default True (reference code).
+        dims: 1 or 2 (default 2).
+        use_bn: default False, as the authors' ``Translator``
+            (Jangho-Kim/Factor-Transfer-pytorch ``Models/FeatureProjection.py``,
+            BatchNorm commented out).
     """
 
-    def __init__(self, in_channels: int, factor_channels: int, dims: int = 2, use_bn: bool = True):
+    def __init__(self, in_channels: int, factor_channels: int, dims: int = 2, use_bn: bool = False):
         super().__init__()
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.factor_channels = _check_channels(factor_channels, "factor_channels")
@@ -130,8 +143,12 @@ class FactorTransferLoss(nn.Module):
 
     with ``F_T = paraphraser.encode(teacher)`` and ``F_S = translator(student)``
     flattened to ``(B, D)``; ``p = 1`` (the paper's choice, default) or 2.
-    The reduction is the element mean of the reference code (the paper's
-    per-sample norm averaged over the batch is ``D`` times this for p=1).
+    The reduction is the element mean of the authors' code
+    (Jangho-Kim/Factor-Transfer-pytorch ``train_student.py``:
+    ``nn.L1Loss()(FT(factor_s), FT(factor_t.detach()))`` with ``FT`` =
+    ``F.normalize`` of the flattened factor; the paper's per-sample norm
+    averaged over the batch is ``D`` times this for p=1).  The authors weight
+    it by ``beta = 500``; weights are left to the caller.
 
     The teacher factor is computed under ``torch.no_grad()`` from detached
     teacher features: the paraphraser is trained beforehand with
@@ -144,14 +161,15 @@ class FactorTransferLoss(nn.Module):
 
     Args:
         student_channels, teacher_channels: feature widths.
-        rate: paraphrase rate (default 0.5).  dims: 1 or 2 (default 2).
+        rate: paraphrase rate (default 0.5; ``k = round(C_t * rate)``).
+        dims: 1 or 2 (default 2).
         p: 1 or 2 (default 1).
-        paraphraser_bn / translator_bn: BatchNorm (defaults False / True, as
-            in the reference code).
+        paraphraser_bn / translator_bn: BatchNorm (defaults False / False, as
+            in the authors' code).
     """
 
     def __init__(self, student_channels: int, teacher_channels: int, rate: float = 0.5, dims: int = 2, p: int = 1,
-                 paraphraser_bn: bool = False, translator_bn: bool = True):
+                 paraphraser_bn: bool = False, translator_bn: bool = False):
         super().__init__()
         if p not in (1, 2):
             raise ValueError(f"p must be 1 or 2, got {p!r}")
@@ -160,9 +178,9 @@ class FactorTransferLoss(nn.Module):
         self.paraphraser = Paraphraser(teacher_channels, rate, dims, use_bn=paraphraser_bn)
         self.translator = Translator(student_channels, self.paraphraser.factor_channels, dims, use_bn=translator_bn)
 
-    def reconstruction_loss(self, teacher_features: Tensor) -> Tensor:
-        """Paraphraser training loss (stage 1)."""
-        return self.paraphraser.reconstruction_loss(teacher_features)
+    def reconstruction_loss(self, teacher_features: Tensor, p: int = 1) -> Tensor:
+        """Paraphraser training loss (stage 1): L1 (default, as the authors) or ``p=2`` for MSE."""
+        return self.paraphraser.reconstruction_loss(teacher_features, p)
 
     @staticmethod
     def factor_loss(factor_s: Tensor, factor_t: Tensor, p: int = 1) -> Tensor:
