@@ -576,6 +576,7 @@ def main(argv=None) -> int:
     ctrl = make_pinet(args, "adamw", 1, None, device)
     torch.manual_seed(args.seed)
     ctrl.model_ = ctrl._build(X_tr.shape[2])
+    ctrl.target_scale_ = 1.0  # never trained: no target scale
     official["untrained PI-Net (random weights, control)"] = downstream(
         E_tr, ctrl.predict(X_tr), y_tr, E_te, ctrl.predict(X_te), y_te, args.seed)
     del ctrl
