@@ -75,8 +75,8 @@ from .dist import DISTLoss
 from .dkd import DKDLoss
 from .factor import FactorTransferLoss, Paraphraser, Translator
 from .hints import FitNetLoss
-from .kd import KDCrossEntropyLoss, KDLoss, MultiTeacherKDLoss, kd_objective, standardize_logits
-from .mixup import mixup, mixup_criterion, partial_mixup
+from .kd import KDCrossEntropyLoss, KDLoss, MixSTDLoss, MultiTeacherKDLoss, kd_objective, standardize_logits
+from .mixup import mixkd_partial_mixup, mixup, mixup_criterion, mixup_targets, partial_mixup
 from .registry import (
     INPUT_KINDS,
     LOSSES,
@@ -104,6 +104,7 @@ __all__ = [
     "FusedSimilarityPreservingLoss",
     "KDCrossEntropyLoss",
     "KDLoss",
+    "MixSTDLoss",
     "MultiTeacherKDLoss",
     "PKTLoss",
     "Paraphraser",
@@ -116,8 +117,10 @@ __all__ = [
     "kd_objective",
     "list_losses",
     "loss_entry",
+    "mixkd_partial_mixup",
     "mixup",
     "mixup_criterion",
+    "mixup_targets",
     "partial_mixup",
     "register_loss",
     "standardize_logits",
