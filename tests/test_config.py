@@ -224,8 +224,8 @@ def experiment(tmp_path) -> dict:
                                                 "got 'x'"),
     ("student.pi_model", "resnet8", "student: a PI-augmented student needs both 'pinet' (checkpoint) and "
                                     "'pi_model'"),
-    ("data.name", "synthtic", "data.name must be one of 'basic-motions', 'synthetic', got 'synthtic' "
-                              "(did you mean 'synthetic'?)"),
+    ("data.name", "synthtic", "data.name must be one of 'basic-motions', 'synthetic', 'hapt', 'hapt-12' or null, "
+                              "got 'synthtic' (did you mean 'synthetic'?)"),
     ("seed", "3", "seed must be an integer, got '3'"),
 ])
 def test_experiment_config_errors(tmp_path, key, value, message):
@@ -301,8 +301,8 @@ COMPRESS = {"data": "synthetic", "steps": [{"prune": {"amount": 0.5}}, {"finetun
     (["latency.batch_sizes=[1, 0]"], "latency.batch_sizes must be a non-empty list of integers >= 1, got [1, 0]"),
     (["latency.repeats=many"], "latency.repeats must be an integer, got 'many'"),
     (["data.name=x"], "override data.name: data is 'synthetic', not a mapping"),
-    (["data={name: synthetic, pi_preset: x}"], "data: unknown key 'pi_preset'; allowed: name, synthetic_length, "
-                                               "synthetic_windows, val_fraction"),
+    (["data={name: synthetic, pth: x.npz}"], "data: unknown key 'pth' (did you mean 'path'?); allowed: X, X_test, "
+                                             "channels_first, groups, groups_test, name, path, pi_params"),
     (["stpes=[]"], "unknown top-level key 'stpes' (did you mean 'steps'?)"),
 ])
 def test_compression_config_errors(overrides, message):
@@ -335,15 +335,16 @@ def test_compression_config_types_and_round_trip(tmp_path):
 def test_compression_defaults_are_the_library_defaults():
     from topokd.compress import kd_finetune
     from topokd.compress.config import DataConfig, FinetuneStep
-    from topokd.distill.data import DATASETS, load_splits
+    from topokd.distill.config import DataSpec
+    from topokd.distill.data import DATASETS
 
     ft = inspect.signature(kd_finetune).parameters
     for name, value in FinetuneStep().train_kwargs().items():
         assert ft[name].default == value, name
-    ld = inspect.signature(load_splits).parameters
-    for name, value in DataConfig().load_kwargs().items():
-        assert ld[name].default == value, name
-    assert get_args(inspect.get_annotations(DataConfig, eval_str=True)["name"]) == DATASETS
+    # one data schema for both configs, whose names are the ones load_splits knows
+    assert DataConfig is DataSpec
+    name = inspect.get_annotations(DataConfig, eval_str=True)["name"]
+    assert get_args(name)[1:] == (type(None),) and get_args(get_args(name)[0]) == DATASETS
 
 
 # --------------------------------------------------------------------------- shipped configs

@@ -281,3 +281,267 @@ def test_cifar_errors(tmp_path):
     (tmp_path / "trunc").write_bytes(pickle.dumps({b"data": good, b"labels": labels}, 2)[:-40])
     with pytest.raises(ValueError, match="cannot read .*trunc"):
         load_cifar10_batches([tmp_path / "trunc"])
+
+
+# --------------------------------------------------------------------------- your own windows (.npz / .npy)
+from topokd.config import ConfigError  # noqa: E402
+from topokd.data import DataSpec, group_split, stratified_split  # noqa: E402
+from topokd.distill.data import load_splits  # noqa: E402
+
+
+def user_windows(n=120, T=16, C=3, classes=("jog", "rest", "walk"), subjects=12, seed=0):
+    """Windows whose X[i, 0, 0] is i (so a split's rows name their source rows)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, T, C))
+    X[:, 0, 0] = np.arange(n)
+    y = np.array(classes)[np.arange(n) % len(classes)]
+    groups = np.arange(n) * subjects // n + 1                           # consecutive runs: every class
+    return X, y, groups
+
+
+def rows(split):
+    return split.signals[:, 0, 0].astype(int)
+
+
+def test_npz_without_groups_is_split_stratified(tmp_path):
+    X, y, _ = user_windows(n=150)
+    np.savez(tmp_path / "w.npz", X=X, y=y)
+    s = load_splits(DataSpec(path=tmp_path / "w.npz"), seed=4, with_pis=False)
+    parts = [rows(s.train), rows(s.val), rows(s.test)]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(150))     # a partition
+    assert s.classes == ["jog", "rest", "walk"] and s.train.groups is None
+    for p, split in zip(parts, (s.train, s.val, s.test)):
+        np.testing.assert_array_equal(np.array(s.classes)[split.labels], y[p])   # labels follow their windows
+        np.testing.assert_array_equal(split.signals, X[p].astype(np.float32))
+    # 20 % test of each class, then 20 % of the rest as validation: within one window per class
+    for k in range(3):
+        total = 50
+        assert abs(int((s.test.labels == k).sum()) - 0.2 * total) <= 1
+        rest = total - int((s.test.labels == k).sum())
+        assert abs(int((s.val.labels == k).sum()) - 0.2 * rest) <= 1
+    again = load_splits(DataSpec(path=tmp_path / "w.npz"), seed=4, with_pis=False)
+    np.testing.assert_array_equal(rows(again.val), parts[1])              # seeded
+    other = load_splits(DataSpec(path=tmp_path / "w.npz"), seed=5, with_pis=False)
+    assert rows(other.val).tolist() != parts[1].tolist()
+
+
+def test_stratified_split_keeps_class_proportions(rng):
+    labels = rng.integers(0, 5, 997)
+    for fraction in (0.1, 0.25, 0.5):
+        keep, held = stratified_split(labels, fraction, seed=1)
+        assert sorted(np.concatenate([keep, held]).tolist()) == list(range(997))
+        for k in range(5):
+            n = int((labels == k).sum())
+            assert abs(int((labels[held] == k).sum()) - fraction * n) <= 1
+
+
+def test_group_split_holds_out_whole_groups(rng):
+    groups = rng.integers(0, 17, 500)
+    for seed in range(5):
+        keep, held = group_split(groups, 0.3, seed)
+        assert sorted(np.concatenate([keep, held]).tolist()) == list(range(500))
+        assert not set(groups[keep]) & set(groups[held])
+        assert 0.15 < len(held) / 500 < 0.45
+    with pytest.raises(ValueError, match="at least 2 groups, got 1"):
+        group_split(np.zeros(10), 0.2, 0)
+
+
+def test_npz_with_groups_is_split_by_group(tmp_path):
+    X, y, groups = user_windows(n=240, subjects=12)
+    np.savez(tmp_path / "w.npz", X=X, y=y, groups=groups)
+    for seed in range(3):
+        s = load_splits(DataSpec(path=tmp_path / "w.npz", val_fraction=0.25, test_fraction=0.25), seed=seed,
+                        with_pis=False)
+        index = [rows(p) for p in (s.train, s.val, s.test)]
+        assert sorted(np.concatenate(index).tolist()) == list(range(240))
+        subjects = [set(groups[i].tolist()) for i in index]
+        assert not subjects[0] & subjects[1] and not subjects[0] & subjects[2] and not subjects[1] & subjects[2]
+        for i, p in zip(index, (s.train, s.val, s.test)):
+            np.testing.assert_array_equal(p.groups, groups[i])           # groups travel with the windows
+        assert len(s.test) == 60 and 30 <= len(s.val) <= 60              # whole subjects of 20 windows
+        assert "with groups" in s.description and "by group" in s.description
+
+
+def test_npz_with_a_predefined_test_split(tmp_path):
+    X, y, groups = user_windows(n=120, subjects=6)
+    Xt, yt, gt = user_windows(n=30, subjects=3, seed=1)
+    np.savez(tmp_path / "w.npz", X=X, y=y, groups=groups, X_test=Xt, y_test=yt, groups_test=gt + 100)
+    s = load_splits(DataSpec(path=tmp_path / "w.npz"), seed=0, with_pis=False)
+    np.testing.assert_array_equal(s.test.signals, Xt.astype(np.float32))
+    np.testing.assert_array_equal(np.array(s.classes)[s.test.labels], yt)
+    np.testing.assert_array_equal(s.test.groups, gt + 100)
+    assert len(s.train) + len(s.val) == 120
+    assert not set(s.train.groups.tolist()) & set(s.val.groups.tolist())
+    with pytest.raises(ValueError, match="test_fraction is set but .*w.npz has a predefined test split"):
+        load_splits(DataSpec(path=tmp_path / "w.npz", test_fraction=0.3), with_pis=False)
+
+
+def test_npy_files_through_a_config_with_relative_paths(tmp_path):
+    from topokd.distill.config import parse_config
+
+    X, y, groups = user_windows(n=90, C=2, subjects=9)
+    labels = np.arange(90) % 3 + 10                                      # integer labels 10, 11, 12
+    np.save(tmp_path / "x.npy", X.transpose(0, 2, 1))                  # stored (N, C, T)
+    np.save(tmp_path / "y.npy", labels)
+    np.save(tmp_path / "g.npy", groups.astype(str))                    # string groups work too
+    cfg = parse_config({"output": "run", "data": {"X": "x.npy", "y": "y.npy", "groups": "g.npy",
+                                                  "channels_first": True}}, base_dir=tmp_path)
+    assert cfg.data.X == tmp_path / "x.npy" and cfg.data.name is None
+    s = load_splits(cfg.data, seed=0, with_pis=False)
+    assert s.classes == [10, 11, 12] and s.train.signals.shape[1:] == (16, 2)
+    idx = rows(s.test)
+    np.testing.assert_array_equal(s.test.signals, X[idx].astype(np.float32))
+    np.testing.assert_array_equal(s.test.labels, labels[idx] - 10)
+    assert not set(s.train.groups.tolist()) & set(s.test.groups.tolist())
+
+
+def test_pis_are_computed_for_user_windows(tmp_path):
+    X, y, _ = user_windows(n=30, T=24)
+    np.savez(tmp_path / "w.npz", X=X, y=y)
+    s = load_splits(str(tmp_path / "w.npz"), seed=0, pi_params={"resolution": 8})
+    assert s.train.pis.shape == (len(s.train), 3, 8, 8) and s.test.pis.shape == (len(s.test), 3, 8, 8)
+
+
+def _save(tmp_path, name="w.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _nan_at(X, i, t, c):
+    X = X.copy()
+    X[i, t, c] = np.nan
+    return X
+
+
+X0, Y0, G0 = user_windows(n=30, T=8, C=2, subjects=6)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(X=X0), r"w.npz has no array 'y' \(the labels, one per window\); it has X"),
+    (dict(y=Y0), r"w.npz has no array 'X' \(the windows \(N, T, C\)\)"),
+    (dict(X=X0, y=Y0[:-1]), r"w.npz: array 'y' has 29 entries but .*w.npz: array 'X' has 30 windows"),
+    (dict(X=X0, y=Y0, groups=G0[:5]), r"array 'groups' has 5 entries but .* has 30 windows"),
+    (dict(X=X0[:, :, 0], y=Y0), r"array 'X' must be 3-D \(N, T, C\) windows, got shape \(30, 8\); cut one long"),
+    (dict(X=_nan_at(X0, 3, 5, 1), y=Y0), r"array 'X' has 1 non-finite value\(s\); the first is NaN at \(sample 3, "
+                                        r"time 5, channel 1\)"),
+    (dict(X=X0, y=Y0, groups=G0, X_test=X0[:4], y_test=Y0[:4], groups_test=G0[:4]),
+     r"group\(s\) \[1\] are in both X and X_test"),
+    (dict(X=X0, y=np.full(30, "walk")), r"array 'y' has only 1 class \('walk'\); classification needs at least 2"),
+    (dict(X=X0, y=Y0, X_test=X0[:2], y_test=np.array(["swim", "jog"])),
+     r"array 'y_test' has class\(es\) \['swim'\] absent from training"),
+    (dict(X=X0, y=Y0, group=G0), r"unknown array 'group' \(did you mean 'groups'\?\)"),
+    (dict(X=X0, y=Y0, X_test=X0[:2]), r"w.npz has no array 'y_test'"),
+    (dict(X=X0, y=Y0, X_test=X0[:2, :4], y_test=Y0[:2]), r"'X_test' has windows of shape \(4, 2\) .* has \(8, 2\)"),
+    (dict(X=X0, y=np.arange(30) * 0.5), r"array 'y' has the non-integer value 0.5 at index 1"),
+    (dict(X=X0.astype(complex), y=Y0), r"array 'X' must hold real numbers, got dtype complex128"),
+], ids=["no-y", "no-X", "y-length", "groups-length", "X-2d", "nan", "group-in-both", "one-class",
+        "class-not-in-train", "unknown-array", "no-y_test", "test-shape", "float-labels", "complex"])
+def test_user_data_errors_name_file_array_and_problem(tmp_path, arrays, message):
+    path = _save(tmp_path, **arrays)
+    with pytest.raises(ValueError, match=message) as info:
+        load_splits(DataSpec(path=path), with_pis=False)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_class_absent_from_training_after_the_split(tmp_path):
+    # each class lives in one subject: holding out any subject loses a class
+    y = np.array(["a", "b", "c"])[np.arange(30) % 3]
+    path = _save(tmp_path, X=X0, y=y, groups=np.arange(30) % 3)
+    with pytest.raises(ValueError, match=r"w.npz: class\(es\) \[.*\] have no training window left after holding "
+                                         r"out the test and validation groups; use a smaller test_fraction"):
+        load_splits(DataSpec(path=path), with_pis=False)
+
+
+def test_unreadable_and_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data file .*none.npz \(data.path\) does not exist"):
+        load_splits(DataSpec(path=tmp_path / "none.npz"), with_pis=False)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read .*bad.npz as an .npz archive"):
+        load_splits(DataSpec(path=tmp_path / "bad.npz"), with_pis=False)
+    np.save(tmp_path / "x.npy", X0)
+    np.save(tmp_path / "y.npy", np.array([{"label": 1}] * 30, dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"y.npy \(y\) holds Python objects .*not loaded"):
+        load_splits(DataSpec(X=tmp_path / "x.npy", y=tmp_path / "y.npy"), with_pis=False)
+    np.save(tmp_path / "y.npy", Y0[:10])
+    with pytest.raises(ValueError, match=r"y.npy \(y\) has 10 entries but .*x.npy \(X\) has 30 windows"):
+        load_splits(DataSpec(X=tmp_path / "x.npy", y=tmp_path / "y.npy"), with_pis=False)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"name": "hapt", "path": "w.npz"}, "data.name ('hapt') and path are both given"),
+    ({"path": "w.npy"}, "data.path must be an .npz file (arrays X, y, ...), got "),
+    ({"X": "x.npy"}, "data.y is missing: with X give y, the labels .npy"),
+    ({"y": "y.npy"}, "data.y is given without X"),
+    ({"path": "w.npz", "X": "x.npy"}, "data.path and X are both given"),
+    ({"X": "x.npz", "y": "y.npy"}, "data.X must be an .npy file, got "),
+    ({"X": "x.npy", "y": "y.npy", "X_test": "xt.npy"}, "data.y_test is missing: a predefined test split needs both"),
+    ({"name": "hapt", "test_fraction": 0.3}, "data.test_fraction: hapt has a predefined test split"),
+    ({"X": "x.npy", "y": "y.npy", "X_test": "a.npy", "y_test": "b.npy", "test_fraction": 0.3},
+     "data.test_fraction: "),
+    ({"name": "basic-motions", "channels_first": True}, "data.channels_first applies to your files"),
+    ({"path": "w.npz", "test_fraction": 1.5}, "data.test_fraction must be in (0, 1), got 1.5"),
+    ({"path": "w.npz", "val_fraction": 0}, "data.val_fraction must be in (0, 1), got 0.0"),
+])
+def test_data_config_errors(data, message):
+    from topokd.distill.config import parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"output": "run", "data": data})
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_compress_config_takes_the_same_data_mapping(tmp_path):
+    from topokd.compress.config import parse_config as parse_compress
+    from topokd.distill.config import parse_config as parse_experiment
+
+    data = {"path": "w.npz", "val_fraction": 0.3, "pi_preset": "standard-signal"}
+    steps = [{"finetune": {"epochs": 1}}]
+    compress = parse_compress({"data": data, "steps": steps}, base_dir=tmp_path)
+    experiment = parse_experiment({"output": "run", "data": data}, base_dir=tmp_path)
+    assert compress.data == experiment.data and compress.data.path == tmp_path / "w.npz"
+    import yaml
+
+    again = parse_compress(yaml.safe_load(yaml.safe_dump(compress.to_dict())))
+    assert again == compress
+
+
+def test_default_data_is_basic_motions_and_old_calls_work():
+    spec = DataSpec()
+    assert spec.name == "basic-motions" and not spec.is_file
+    s = load_splits("synthetic", val_fraction=0.25, seed=2, with_pis=False, synthetic_windows=40,
+                    synthetic_length=20)
+    t = load_splits(DataSpec(name="synthetic", val_fraction=0.25, synthetic_windows=40, synthetic_length=20), seed=2,
+                    with_pis=False)
+    for a, b in zip((s.train, s.val, s.test), (t.train, t.val, t.test)):
+        np.testing.assert_array_equal(a.signals, b.signals)
+    assert len(s.test) == 8 and s.train.groups is None
+    with pytest.raises(ValueError, match="unknown data set 'hapt2'"):
+        load_splits("hapt2")
+
+
+def test_run_a_config_on_user_windows(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from topokd.cli import main
+
+    X, y, groups = user_windows(n=48, T=32, C=3, subjects=8)
+    np.savez(tmp_path / "windows.npz", X=X, y=y, groups=groups)
+    config = {"output": "run", "seed": 0, "data": {"path": "windows.npz"},
+              "teachers": {"t": {"model": "cnn", "inputs": "signal",
+                                 "train": {"epochs": 1, "batch_size": 16, "progress": False}}}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "exp.yaml"), "--quiet"]) == 0
+    assert "teacher t" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "teachers" / "t" / "summary.json").read_text())
+    assert summary["best_epoch"] == 1
+    # a broken file fails before training, with one line naming it
+    X[2, 3, 1] = np.nan
+    np.savez(tmp_path / "windows.npz", X=X, y=y, groups=groups)
+    assert main(["run", str(tmp_path / "exp.yaml"), "--quiet", "--set", "output=run2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("topokd: error: ") and "windows.npz: array 'X'" in err
+    assert "NaN at (sample 2, time 3, channel 1)" in err
+    assert err.count("\n") == 1

@@ -11,6 +11,9 @@ import numpy as np
 
 BUILTIN = {
     "basic-motions": "aeon's BasicMotions smartwatch recordings (6 channels, T=100); add :train, :test or :all",
+    "hapt": "UCI HAPT smartphone windows (6 channels, T=128, 6 activities; train users 1-21, test 22-30); "
+            "add :train, :test or :all",
+    "hapt-12": "UCI HAPT with the 6 postural transitions (12 classes); add :train, :test or :all",
     "synthetic": "topokd.data.wearable_windows(1024, 100, 3, seed=0)",
 }
 
@@ -77,7 +80,8 @@ def _data_args(parser, *, required: bool, positional: bool = False) -> None:
     if positional:
         parser.add_argument("input", nargs="?", help=".npy/.npz input (or use --data)")
     parser.add_argument("--data", required=required and not positional,
-                        help=f"input file or built-in data set: {', '.join(BUILTIN)}")
+                        help=f"input .npy/.npz (signals (N, T, C)) or a built-in data set: {', '.join(BUILTIN)} "
+                             "(add :train, :test or :all, e.g. hapt:test; default :train)")
     parser.add_argument("--key", help="array inside an .npz input")
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument("--channels-first", action="store_true", help="signals stored (N, C, T)")
@@ -85,13 +89,24 @@ def _data_args(parser, *, required: bool, positional: bool = False) -> None:
 
 
 def load_data(spec: str, key: str | None, channels_first: bool = False, channels_last: bool = False) -> np.ndarray:
-    """A whole data set as topokd's layout: signals (N, T, C), images (N, C, H, W)."""
-    name, _, split = spec.partition(":")
+    """A whole data set as topokd's layout: signals (N, T, C), images (N, C, H, W).
+
+    ``spec`` is a file (``.npy``, or ``.npz`` with ``key``) or a built-in
+    set ``NAME[:SPLIT]`` (see ``BUILTIN``; ``SPLIT`` train | test | all,
+    default train).
+    """
+    name, sep, split = spec.partition(":")
+    if name in BUILTIN and sep and name != "synthetic" and split not in ("train", "test", "all"):
+        raise ValueError(f"--data {spec}: the split after ':' must be train, test or all, got {split!r}")
     if name == "basic-motions":
         from ..data import load_basic_motions
 
         X, _, _ = load_basic_motions(split or "train")
         return X
+    if name in ("hapt", "hapt-12"):
+        from ..data import load_hapt
+
+        return load_hapt(split or "train", 12 if name == "hapt-12" else 6).X
     if name == "synthetic":
         from ..data import wearable_windows
 

@@ -2,7 +2,8 @@
 
 Schema (defaults in brackets)::
 
-    data: basic-motions            # or a mapping: {name, val_fraction, synthetic_windows, synthetic_length}
+    data: basic-motions            # or a mapping, as in the experiment configs (topokd.data.spec.DataSpec):
+                                   #   {name: hapt} or {path: windows.npz} or {X: x.npy, y: y.npy}, val_fraction, ...
     seed: 0                        # [0] data split, fine-tuning order
     eval_split: test               # [test] accuracy is measured on this split: train | val | test
     calibration_split: train       # [train] static quantisation calibrates on this split
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from ..config import ConfigError, apply_overrides, from_dict
+from ..data.spec import DataSpec
 
 Split = Literal["train", "val", "test"]
 #: Output files of a run (any existing one is refused without ``force``).
@@ -73,29 +75,11 @@ def _check_training(step) -> None:
         raise ValueError(f"temperature must be > 0, got {step.temperature!r}")
 
 
-@dataclass
-class DataConfig:
-    """The data set (as in the experiment configs' ``data``, without PIs)."""
-
-    __config_shorthand__ = "name"
-
-    name: Literal["basic-motions", "synthetic"] = "basic-motions"
-    val_fraction: float = 0.2
-    synthetic_windows: int = 600
-    synthetic_length: int = 100
-
-    def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.synthetic_windows < 1:
-            raise ValueError(f"synthetic_windows must be >= 1, got {self.synthetic_windows!r}")
-        if self.synthetic_length < 1:
-            raise ValueError(f"synthetic_length must be >= 1, got {self.synthetic_length!r}")
-
-    def load_kwargs(self) -> dict:
-        """Keyword arguments of :func:`topokd.distill.data.load_splits` (besides ``seed``)."""
-        return {"val_fraction": self.val_fraction, "synthetic_windows": self.synthetic_windows,
-                "synthetic_length": self.synthetic_length}
+#: The data set: the same schema as the experiment configs' ``data:``
+#: (:class:`topokd.data.spec.DataSpec`: a built-in name or your .npz / .npy
+#: windows), so a config's data section can be copied here unchanged; the
+#: PI options (``pi_preset``, ``pi_params``) are accepted and unused.
+DataConfig = DataSpec
 
 
 @dataclass
@@ -235,6 +219,8 @@ class CompressionConfig:
             value = getattr(self, f.name)
             if f.name == "steps":
                 value = [{step.kind: dataclasses.asdict(step)} for step in value]
+            elif isinstance(value, DataSpec):
+                value = value.to_dict()
             elif dataclasses.is_dataclass(value):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
             elif isinstance(value, Path):

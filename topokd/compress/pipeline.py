@@ -136,11 +136,11 @@ def compress_checkpoint(checkpoint, config, output_dir=None, *, force: bool = Fa
     model, meta = load_student(ckpt)
     teacher = load_student(cfg.teacher)[0] if cfg.teacher is not None else None
     torch.manual_seed(cfg.seed)
-    say(f"loading data {cfg.data.name} ...")
-    splits = load_splits(cfg.data.name, seed=cfg.seed, with_pis=False, **cfg.data.load_kwargs())
+    say(f"loading data {cfg.data.label} ...")
+    splits = load_splits(cfg.data, seed=cfg.seed, with_pis=False)
     channels = int(meta["model"]["in_channels"])
     if splits.train.signals.shape[2] != channels:
-        raise ValueError(f"the checkpoint's model takes {channels} channels but {cfg.data.name} has "
+        raise ValueError(f"the checkpoint's model takes {channels} channels but {cfg.data.label} has "
                          f"{splits.train.signals.shape[2]}; set the config's data to the set it was trained on")
     X = signals_to_tensor(splits.train.signals)
     y = torch.from_numpy(splits.train.labels)

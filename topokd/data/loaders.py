@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .._validation import check_choice, check_layout
+from ._pickle import NUMPY_ARRAY_GLOBALS, RestrictedUnpickler
 
 #: Class names of BasicMotions, sorted; ``y`` from :func:`load_basic_motions`
 #: indexes this tuple.
@@ -174,40 +175,17 @@ def sliding_windows(recording, window: int, step: int | None = None, *, drop_las
 
 
 # --------------------------------------------------------------------------- CIFAR-10
-def _reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct as fn
-    except ImportError:  # numpy < 2 without the numpy._core alias
-        from numpy.core.multiarray import _reconstruct as fn
-    return fn
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
+class _ArrayOnlyUnpickler(RestrictedUnpickler):
     """Unpickler that can build dicts, lists, strings, numbers and numpy
     arrays, and nothing else: any other global (a function or class the
     pickle asks to import) is refused, so a hostile file cannot run code."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),   # written by numpy 1.x
-        ("numpy._core.multiarray", "_reconstruct"),  # written by numpy 2.x
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),                       # bytes pickled by Python 3, protocol < 3
-    }
+    ALLOWED = NUMPY_ARRAY_GLOBALS
 
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refused to load global {module}.{name}: a CIFAR-10 batch needs only numpy's "
+    def refusal(self, module, name):
+        return (f"refused to load global {module}.{name}: a CIFAR-10 batch needs only numpy's "
                 "array reconstruction helpers, and unpickling anything else could run code. "
-                "This is not a plain CIFAR-10 python batch; do not load it with pickle either"
-            )
-        if name == "_reconstruct":
-            return _reconstruct()
-        if module == "_codecs":
-            import codecs
-            return codecs.encode
-        return getattr(np, name)
+                "This is not a plain CIFAR-10 python batch; do not load it with pickle either")
 
 
 _TRAIN_RE = re.compile(r"data_batch_(\d+)")

@@ -13,9 +13,13 @@ Schema (defaults in brackets)::
     output: PATH                      # required; relative to the config file
     seed: INT                         # [0]; also the default train.seed
     device: STR | null                # [null: cuda if available]; also the default train.device
-    data:                             # DataSpec; or just the name: `data: synthetic`
-      name: basic-motions | synthetic # [basic-motions]
-      val_fraction: FLOAT             # [0.2], in (0, 1)
+    data:                             # DataSpec (topokd.data.spec); or just the name: `data: hapt`
+      name: basic-motions | synthetic | hapt | hapt-12   # [basic-motions unless files are given]
+      path: FILE.npz                  # or your windows: arrays X (N, T, C), y, [groups, X_test, y_test, groups_test]
+      X: FILE.npy                     #   or .npy files X, y [, groups, X_test, y_test, groups_test]
+      channels_first: BOOL            # [false] files hold (N, C, T)
+      val_fraction: FLOAT             # [0.2], in (0, 1); by group when groups are known (hapt: users)
+      test_fraction: FLOAT            # [0.2] files without X_test only
       pi_preset: STR | null           # a topokd.tda preset [null: standard-signal]
       pi_params: {KEY: VALUE}         # PI parameter overrides [{}]
       synthetic_windows: INT          # [600]
@@ -60,38 +64,14 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..config import ConfigError, apply_overrides, build_value, from_dict
+from ..data.spec import DataName, DataSpec
 from ..engine.settings import TrainSettings
 
 LOSSES = ("ce", "kd", "at", "amd", "sp")
-#: The data sets :func:`topokd.distill.data.load_splits` knows (the tests check they agree).
-DataName = Literal["basic-motions", "synthetic"]
+#: ``data:`` is :class:`topokd.data.spec.DataSpec` (a built-in set or your own
+#: .npz / .npy windows), the one schema shared with the compression configs;
+#: DATA_SETS: the built-in names :func:`topokd.distill.data.load_splits` knows.
 DATA_SETS = get_args(DataName)
-
-
-@dataclass
-class DataSpec:
-    __config_shorthand__ = "name"
-
-    name: DataName = "basic-motions"
-    val_fraction: float = 0.2
-    pi_preset: str | None = None
-    pi_params: dict = field(default_factory=dict)
-    synthetic_windows: int = 600
-    synthetic_length: int = 100
-
-    def __post_init__(self):
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if self.pi_preset is not None:
-            from ..tda.presets import PRESETS
-
-            if self.pi_preset not in PRESETS:
-                raise ValueError(f"pi_preset must be one of {', '.join(sorted(PRESETS))} (or null), "
-                                 f"got {self.pi_preset!r}")
-        if self.synthetic_windows < 1:
-            raise ValueError(f"synthetic_windows must be >= 1, got {self.synthetic_windows!r}")
-        if self.synthetic_length < 1:
-            raise ValueError(f"synthetic_length must be >= 1, got {self.synthetic_length!r}")
 
 
 @dataclass
