@@ -218,8 +218,9 @@ def experiment(tmp_path) -> dict:
     ("student.teachers", [{"name": "signal", "checkpoint": "bset"}],
      "student.teachers[0].checkpoint must be one of 'best', 'last' or an integer, got 'bset' (did you mean 'best'?)"),
     ("student.teachers", [{"name": "signal", "weight": -1}], "student.teachers[0].weight must be >= 0, got -1.0"),
-    ("student.losses", {"ce": 1, "dkd": 1}, "student.losses: unknown loss 'dkd' (did you mean 'kd'?); available: "
-                                            "ce, kd, at, amd, sp"),
+    ("student.losses", {"ce": 1, "kdd": 1}, "student.losses: unknown loss 'kdd' (did you mean 'kd'?); available: "
+                                            "amd, at, ce, ddgsd, dist, dkd, fitnet, ft, fused_sp, kd, mixup, "
+                                            "partial_mixup, pkt, rkd, sp"),
     ("student.losses", {"kd": {"weight": "x"}}, "student.losses.kd.weight must be a number >= 0 (the loss weight), "
                                                 "got 'x'"),
     ("student.pi_model", "resnet8", "student: a PI-augmented student needs both 'pinet' (checkpoint) and "

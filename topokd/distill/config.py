@@ -38,7 +38,8 @@ Schema (defaults in brackets)::
           checkpoint: best | last | INT   # [best]; ESKD: an epoch number >= 1
       pinet: STR | null               # PI-augmented student: a signal PI-Net checkpoint
       pi_model: STR | null            #   and the 2-D model over its PIs (both or neither)
-      losses: {ce: W, kd: W | {weight: W, temperature: T}, at, amd, sp}   # [{ce: 1.0}]
+      losses: {NAME: W | {weight: W, teachers: [NAMES], stages: last | all, **params}}  # [{ce: 1.0}]
+                                      # NAME: a registered loss (topokd.distill.losses.list_losses())
       train: TrainSettings
       scratch: BOOL                   # [false] also train the student from scratch (CE) as the baseline
     checkpoints: needed | all         # [needed]: best, last and the epochs student.teachers name; all: every epoch
@@ -53,8 +54,9 @@ none [cosine], ``augment`` (a name of
 
 Cross-field rules (checked here, with the key in the message): a student's
 teachers must be defined under ``teachers``; ``inputs: fusion`` needs
-``pi_model``; losses other than ``ce`` need a teacher; ``pinet`` and
-``pi_model`` go together.
+``pi_model``; losses that compare with a teacher need one; a same-modality
+feature loss (AT, AMD, FitNet, FT) cannot use a persistence-image teacher
+(use SP, fused SP, RKD or PKT); ``pinet`` and ``pi_model`` go together.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ from ..config import ConfigError, apply_overrides, build_value, from_dict
 from ..data.spec import DataName, DataSpec
 from ..engine.settings import TrainSettings
 
-LOSSES = ("ce", "kd", "at", "amd", "sp")
 #: ``data:`` is :class:`topokd.data.spec.DataSpec` (a built-in set or your own
 #: .npz / .npy windows), the one schema shared with the compression configs;
 #: DATA_SETS: the built-in names :func:`topokd.distill.data.load_splits` knows.
@@ -113,7 +114,7 @@ class StudentSpec:
     # the student) and the 2-D model over its PIs.
     pinet: str | None = None
     pi_model: str | None = None
-    # Free-form: {name: weight | {weight: w, **options}}, checked by _check_losses.
+    # {name: weight | {weight: w, teachers: [...], stages: ..., **params}}, checked by _check_losses.
     losses: dict = field(default_factory=lambda: {"ce": 1.0})
     train: TrainSettings = field(default_factory=TrainSettings)
     # Also train the student architecture from scratch (cross-entropy only,
@@ -199,7 +200,7 @@ def parse_config(raw: dict, base_dir: Path | None = None, overrides=None) -> Exp
         _check_augment(student.train.augment, "student.train.augment")
         if student.pinet is not None and base_dir is not None and not Path(student.pinet).is_absolute():
             student.pinet = str(Path(base_dir) / student.pinet)
-        _check_losses(student.losses, bool(student.teachers))
+        _check_losses(student, cfg.teachers)
     return cfg
 
 
@@ -216,27 +217,74 @@ def _check_augment(name, where: str) -> None:
                           f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
-def _check_losses(losses: dict, has_teachers: bool) -> None:
+def _check_losses(student: "StudentSpec", teachers: dict) -> None:
+    """Every ``student.losses`` entry against the loss registry, before anything runs:
+    known name, weight, ``teachers`` / ``stages`` options, the loss's own
+    parameters, a teacher where the loss needs one, and no same-modality
+    feature loss (AT, AMD, FitNet, FT) from a persistence-image teacher."""
     import difflib
 
-    if not losses:
+    from .losses.registry import list_losses, loss_entry
+
+    losses = student.losses
+    if not isinstance(losses, dict) or not losses:
         raise ConfigError("student.losses must be a non-empty mapping, e.g. {ce: 0.1, kd: {weight: 0.9}}")
+    names = [u.name for u in student.teachers]
+    known = list_losses()
+    transforms = []
     for name, spec in losses.items():
         where = f"student.losses.{name}"
-        if name not in LOSSES:
-            close = difflib.get_close_matches(str(name), LOSSES, n=1)
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
             raise ConfigError(f"student.losses: unknown loss {name!r}" + (f" (did you mean {close[0]!r}?)" if close
                                                                           else "")
-                              + f"; available: {', '.join(LOSSES)}")
-        if isinstance(spec, dict):
-            weight = spec.get("weight", 1.0)
-            where += ".weight"
-        else:
-            weight = spec
+                              + f"; available: {', '.join(known)}")
+        entry = loss_entry(name)
+        spec = spec if isinstance(spec, dict) else {"weight": spec}
+        weight = spec.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
-            raise ConfigError(f"{where} must be a number >= 0 (the loss weight), got {weight!r}")
-        if name != "ce" and not has_teachers and weight > 0:
-            raise ConfigError(f"student.losses.{name} needs at least one teacher under student.teachers")
+            raise ConfigError(f"{where}.weight must be a number >= 0 (the loss weight), got {weight!r}")
+        sized = ("student_channels", "teacher_channels", "dims")
+        valid = [p for p in entry.parameters if p not in sized]
+        for key in spec:
+            options = ["weight", "teachers", "stages"] + (["paraphraser_epochs"] if name == "ft" else [])
+            if key in options or key in valid:
+                continue
+            close = difflib.get_close_matches(str(key), valid + options, n=1)
+            raise ConfigError(f"{where}: unknown parameter {key!r}" + (f" (did you mean {close[0]!r}?)" if close
+                                                                       else "")
+                              + f"; {name} takes {', '.join(valid + options)}")
+        if spec.get("stages", "last") not in ("last", "all"):
+            raise ConfigError(f"{where}.stages must be 'last' or 'all', got {spec['stages']!r}")
+        if entry.inputs == "batch":
+            transforms.append(name)
+            continue
+        used = spec.get("teachers", names if entry.inputs not in ("labels", "views") else [])
+        if not isinstance(used, list) or not all(isinstance(t, str) for t in used):
+            raise ConfigError(f"{where}.teachers must be a list of teacher names, got {used!r}")
+        for t in used:
+            if t not in names:
+                raise ConfigError(f"{where}.teachers names {t!r}, which is not one of student.teachers "
+                                  f"({', '.join(names) or 'none'})")
+        if weight > 0 and entry.inputs not in ("labels", "views") and not used:
+            raise ConfigError(f"{where} needs at least one teacher under student.teachers")
+        if weight > 0 and entry.same_modality:
+            for t in used:
+                if teachers[t].inputs == "pi":
+                    raise ConfigError(
+                        f"{where}: teacher {t!r} sees persistence images, whose 2-D maps have no correspondence "
+                        f"with the student's time axis, so {name} cannot transfer them; use a relations loss "
+                        f"({', '.join(list_losses('relations'))}) for it, or set {where}.teachers to the "
+                        "signal or fusion teachers only")
+        if weight > 0 and entry.inputs == "views" and student.train.augment is None:
+            raise ConfigError(f"{where} compares two distorted views of each window: set student.train.augment "
+                              "(e.g. mix1)")
+    if len(transforms) > 1:
+        raise ConfigError(f"student.losses: {transforms[0]!r} and {transforms[1]!r} both transform the batch; keep "
+                          "one")
+    if transforms and student.train.mixup_alpha > 0:
+        raise ConfigError(f"student.losses.{transforms[0]} and student.train.mixup_alpha both mix the batch; keep "
+                          "one")
 
 
 def load_config(path: str | Path, overrides=None) -> ExperimentConfig:

@@ -29,10 +29,8 @@ from .trainer import Batch, OnlinePIs, TrainSettings, batches, fit, model_input
 
 
 def prepare_data(cfg: ExperimentConfig) -> Splits:
-    d = cfg.data
-    return load_splits(d.name, val_fraction=d.val_fraction, seed=cfg.seed, pi_preset=d.pi_preset,
-                       pi_params=d.pi_params, synthetic_windows=d.synthetic_windows,
-                       synthetic_length=d.synthetic_length)
+    """The splits of the config's data (a built-in set or the user's files)."""
+    return load_splits(cfg.data, seed=cfg.seed)
 
 
 def teacher_description(spec: TeacherSpec, splits: Splits) -> dict:
