@@ -286,6 +286,12 @@ def run_measured(argv: Sequence[str], *, cwd=None, env=None, check: bool = True)
 _ALIGN = {"l": "---", "r": "---:", "c": ":---:"}
 
 
+def md_bullets(title: str, items: Iterable[str]) -> list[str]:
+    """``## title``, one ``- item`` line each, then a blank line (nothing when ``items`` is empty)."""
+    items = list(items or ())
+    return [f"## {title}\n", *[f"- {item}" for item in items], ""] if items else []
+
+
 def md_table(headers: Sequence[str], rows: Iterable[Sequence], align: str | Sequence[str] | None = None) -> list[str]:
     """A Markdown table as a list of lines: ``| a | b |``, ``|---|---:|``, one line per row.
 

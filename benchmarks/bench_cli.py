@@ -48,7 +48,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import RESULTS, T0, command_line, log, loadavg, machine_info, md_table, now_iso  # noqa: E402
+from _harness import RESULTS, T0, command_line, log, loadavg, machine_info, md_bullets, md_table, now_iso  # noqa: E402
 from _harness import run_cli, run_measured, short_path, time_stats, versions_line, write_results  # noqa: E402
 
 #: Modules whose cumulative import time the report lists (first occurrence in ``-X importtime``).
@@ -193,16 +193,7 @@ def render_markdown(res: dict) -> str:
     for t in res["targets"]:
         L.append(f"- {'met' if t['pass'] else '**not met**'}: {t['what']} ({t['value']})")
     L.append("")
-    if res.get("findings"):
-        L.append("## Findings\n")
-        for f in res["findings"]:
-            L.append(f"- {f}")
-        L.append("")
-    if res.get("notes"):
-        L.append("## Notes\n")
-        for n in res["notes"]:
-            L.append(f"- {n}")
-        L.append("")
+    L += md_bullets("Findings", res.get("findings")) + md_bullets("Notes", res.get("notes"))
     return "\n".join(L)
 
 

@@ -56,7 +56,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _harness import T0, command_line, log, loadavg, md_table, now_iso  # noqa: E402
+from _harness import T0, command_line, log, loadavg, md_bullets, md_table, now_iso  # noqa: E402
 from _harness import machine_info as _base_machine_info  # noqa: E402
 from _harness import versions_line, write_results as _write_results  # noqa: E402
 
@@ -372,16 +372,7 @@ def render_markdown(res: dict) -> str:
         L += md_table(["run", *(f"seed {s}" for s in d["seeds"]), "mean s per run", "mean best-val epoch"], rows,
                       "l" * (1 + len(d["seeds"])) + "rr")
         L.append("")
-    if res.get("findings"):
-        L.append("## Findings\n")
-        for f in res["findings"]:
-            L.append(f"- {f}")
-        L.append("")
-    if res.get("notes"):
-        L.append("## Notes\n")
-        for note in res["notes"]:
-            L.append(f"- {note}")
-        L.append("")
+    L += md_bullets("Findings", res.get("findings")) + md_bullets("Notes", res.get("notes"))
     return "\n".join(L)
 
 

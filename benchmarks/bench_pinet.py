@@ -49,7 +49,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import T0, best_of, command_line, log, loadavg, md_table, now_iso, timed  # noqa: E402
+from _harness import T0, best_of, command_line, log, loadavg, md_bullets, md_table, now_iso, timed  # noqa: E402
 from _harness import machine_info as _base_machine_info  # noqa: E402
 from _harness import versions_line, write_results  # noqa: E402
 from bench_tda import PACKAGES as TDA_PACKAGES  # noqa: E402
@@ -333,10 +333,7 @@ def render_markdown(res: dict) -> str:
         L.append(f"- **{line}**")
     L.append("")
 
-    L.append("## Notes\n")
-    for note in res["notes"]:
-        L.append(f"- {note}")
-    L.append("")
+    L += md_bullets("Notes", res["notes"])
     return "\n".join(L)
 
 

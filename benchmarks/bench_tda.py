@@ -46,7 +46,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import REPO, T0, best_of, command_line, log, machine_info, md_table, now_iso  # noqa: E402
+from _harness import REPO, T0, best_of, command_line, log, machine_info, md_bullets, md_table, now_iso  # noqa: E402
 from _harness import run_cli, timed, versions_line, write_results  # noqa: E402
 
 DEFAULT_FIXTURE = REPO.parent / "shared" / "fixtures" / "pinet_cifar10_sample.mat"
@@ -343,11 +343,7 @@ def render_markdown(res: dict) -> str:
     for t in res["targets"]:
         L.append(f"- {verdict(t['pass'])}: {t['what']} ({t['value']})")
     L.append(f"\nOverall: {verdict(all(t['pass'] for t in res['targets']))}\n")
-    if res.get("notes"):
-        L.append("## Notes\n")
-        for note in res["notes"]:
-            L.append(f"- {note}")
-        L.append("")
+    L += md_bullets("Notes", res.get("notes"))
     return "\n".join(L)
 
 

@@ -74,7 +74,7 @@ def test_cross_modal_feature_losses_are_refused_where_the_distiller_is_built(tra
     student = create_model("resnet8", dims=1, num_classes=len(splits.classes), in_channels=3)
     example = next(batches(splits.train, 4, "cpu", shuffle=False))
     for name in ("at", "amd", "fitnet", "ft"):
-        with pytest.raises(ValueError, match=f"teacher 'pi' sees persistence images.*use a relations loss"):
+        with pytest.raises(ValueError, match="teacher 'pi' sees persistence images.*use a relations loss"):
             Distiller(student, [teacher], {name: 1.0}, example=example)
     for name in ("sp", "rkd", "pkt"):  # batch-level relations cross modalities
         Distiller(student, [teacher], {name: 1.0}, example=example).remove_hooks()

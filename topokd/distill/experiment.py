@@ -21,7 +21,7 @@ from .augment import get_augmentation
 from .config import ExperimentConfig, StudentSpec, TeacherSpec
 from .data import Splits, load_splits
 from ..engine import copy_frozen
-from ..models import FeatureExtractor, build_model
+from ..models import build_model
 from ..tda.pipeline import SignalPersistenceImages
 from .distiller import Distiller, Teacher
 from .losses.registry import loss_entry

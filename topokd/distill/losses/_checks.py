@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..._validation import check_nonnegative as _nonnegative
-from ..._validation import check_positive as _positive
+from ..._validation import check_positive as _positive  # noqa: F401  (re-exported to the loss modules)
 
 __all__: list[str] = []
 
