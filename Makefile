@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test bench bench-pinet bench-distill bench-compress bench-cli clean
+.PHONY: install demo test bench bench-pinet bench-distill bench-distill-hapt bench-compress bench-cli clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-pinet: $(STAMP)
 
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/bench_distill.py
+
+bench-distill-hapt: $(STAMP)
+	$(BIN)/python benchmarks/bench_distill_hapt.py
 
 bench-compress: $(STAMP)
 	$(BIN)/python benchmarks/bench_compress.py
