@@ -63,12 +63,9 @@ def _check_fraction(value: float, name: str) -> None:
 
 
 def _check_training(step) -> None:
-    if step.epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {step.epochs!r}")
-    if step.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {step.batch_size!r}")
-    if not (math.isfinite(step.lr) and step.lr > 0):
-        raise ValueError(f"lr must be > 0, got {step.lr!r}")
+    from ..engine.settings import check_training_length
+
+    check_training_length(step.epochs, step.batch_size, step.lr)
     if not 0.0 <= step.kd_weight <= 1.0:
         raise ValueError(f"kd_weight must be in [0, 1], got {step.kd_weight!r}")
     if not step.temperature > 0:

@@ -10,6 +10,16 @@ from typing import Literal
 import torch
 
 
+def check_training_length(epochs: int, batch_size: int, lr: float) -> None:
+    """``epochs`` and ``batch_size`` >= 1, ``lr`` a finite number > 0 (one-line errors naming the field)."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+
+
 @dataclass
 class TrainSettings:
     """Optimisation settings shared by teachers and students.
@@ -41,12 +51,7 @@ class TrainSettings:
             raise ValueError(f"optimizer must be one of 'sgd', 'adam', 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step", "none"):
             raise ValueError(f"schedule must be one of 'cosine', 'step', 'none', got {self.schedule!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        check_training_length(self.epochs, self.batch_size, self.lr)
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not self.weight_decay >= 0:
