@@ -38,7 +38,6 @@ precomputed PIs are used only when nothing transforms the batch.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -92,6 +91,8 @@ class LossTerm:
     teachers: list[int] = field(default_factory=list)
     stages: str = "last"
     options: dict = field(default_factory=dict)
+    # Sized losses (FitNet, FT) take one pair of tensors, not lists of stages.
+    single_pair: bool = False
 
 
 def parse_loss_spec(name: str, spec) -> tuple[float, dict, dict]:
@@ -178,7 +179,7 @@ class Distiller(nn.Module):
         shapes = self._probe(example) if any(self._sized(n) for n, *_ in raw_terms) else None
         for name, weight, kind, params, index, stages, options in raw_terms:
             module = self._build(name, kind, params, index, shapes)
-            self.terms.append(LossTerm(name, weight, kind, module, index, stages, options))
+            self.terms.append(LossTerm(name, weight, kind, module, index, stages, options, self._sized(name)))
             if isinstance(module, nn.Module) and any(True for _ in module.parameters()):
                 self.loss_modules[name] = module
 
@@ -344,14 +345,10 @@ class Distiller(nn.Module):
                 mine = module[j] if isinstance(module, nn.ModuleList) else module
                 s = self._stages(s_feats, term.stages)
                 t = self._stages([t_feats[i][n] for n in layers], term.stages)
-                if isinstance(mine, nn.Module) and _takes_single_pair(mine):
+                if term.single_pair:
                     value = mine(s[-1].float(), t[-1].float())
                 else:
                     value = mine([f.float() for f in s], [f.float() for f in t])
             total = total + w * value
         return total
 
-
-def _takes_single_pair(module: nn.Module) -> bool:
-    """FT (and sized losses built for one stage pair) take one pair of tensors, not lists."""
-    return "student_channels" in inspect.signature(type(module).__init__).parameters

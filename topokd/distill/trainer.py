@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checkpoint import load_checkpoint
 from ..engine.loop import Checkpoints, Monitor
 from ..engine.loop import fit as engine_fit
 from ..engine.settings import TrainSettings, lr_at, make_optimizer
@@ -148,8 +147,7 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
         checkpoints=Checkpoints(out_dir, best=True, last=True, epochs=keep_epochs, metadata=metadata), resume=resume,
         progress=settings.progress, desc=metadata.get("role", "train"), show=("val_acc",),
         companions=companions, on_epoch_start=on_epoch_start)
-    best_weights, _ = load_checkpoint(out_dir / "best.safetensors", device=str(device))
-    model.load_state_dict(best_weights)
+    # The engine leaves the best epoch's weights in the model (restore="best").
     test = evaluate(model, inputs, splits.test, device)
     summary = {"best_epoch": result.best_epoch, "best_val_acc": result.best_record["val_acc"],
                "test_acc": test["acc"], "test_loss": test["loss"], "epochs": settings.epochs,
