@@ -95,21 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the parameter presets and where they come from")
 
     # The sub-commands' parsers import no torch: their heavy modules load in run().
-    from . import compress, distill, pinet
+    from . import compress, demo, distill, pinet, plot
 
     pinet.add_parser(sub)
     distill.add_parsers(sub)
     compress.add_parser(sub)
+    plot.add_parser(sub)
+    demo.add_parser(sub)
 
-    demo = sub.add_parser(
-        "demo", help="persistence images of a built-in synthetic wearable data set",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    demo.add_argument("-o", "--output", default="demo_pis.npz", help="where to save the images")
-    demo.add_argument("--windows", type=int, default=512)
-    demo.add_argument("--length", type=int, default=500)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     return parser
 
 
@@ -193,39 +186,6 @@ def _jsonable(config: dict) -> dict:
     return {k: (v if not callable(v) else getattr(v, "__name__", repr(v))) for k, v in config.items()}
 
 
-def _run_demo(args) -> int:
-    from ..data import ACTIVITIES, wearable_windows
-    from ..io import NpzChunkWriter
-    from ..tda import sublevel_diagrams
-
-    X, y = wearable_windows(args.windows, args.length, 3, seed=args.seed)
-    transformer = SignalPersistenceImages()  # the "standard-signal" preset
-    transformer.transform(X[:2])  # compile the kernels before timing
-    started = time.perf_counter()
-    pis = transformer.transform(X)
-    elapsed = time.perf_counter() - started
-    names = list(ACTIVITIES)
-    print(f"topokd {__version__} demo: {len(X)} synthetic accelerometer windows, {args.length} samples x 3 axes")
-    print(f"preset standard-signal -> persistence images {pis.shape} float32 in {elapsed:.3f} s "
-          f"({len(X) * 3 / max(elapsed, 1e-9):.0f} channel-windows/s)")
-    print(f"{'activity':<10}{'windows':>8}{'H0 pairs/axis':>15}{'PI mass':>10}")
-    for label, name in enumerate(names):
-        sel = np.flatnonzero(y == label)
-        if len(sel) == 0:
-            continue
-        pairs = np.mean([len(sublevel_diagrams((X[i, :, 0] - X[i, :, 0].mean()) / X[i, :, 0].std()))
-                         for i in sel[:20]])
-        print(f"{name:<10}{len(sel):>8}{pairs:>15.1f}{pis[sel].sum(axis=(2, 3)).mean():>10.2f}")
-    meta = {"topokd_version": __version__, "preset": "standard-signal", "params": _jsonable(transformer.config_),
-            "source": f"topokd.data.wearable_windows({args.windows}, {args.length}, 3, seed={args.seed})",
-            "activities": names}
-    with NpzChunkWriter(args.output, "pis", pis.shape, pis.dtype, overwrite=args.force) as writer:
-        writer.write(pis)
-        path = writer.commit(meta)
-    print(f"saved {path} (arrays 'pis' and 'meta'; load with np.load)")
-    return 0
-
-
 def main(argv=None) -> int:
     """Run ``topokd`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     try:
@@ -250,8 +210,10 @@ def _main(argv) -> int:
     try:
         if args.command == "pi":
             return _run_pi(args)
-        if args.command == "demo":
-            return _run_demo(args)
+        if args.command in ("demo", "plot"):
+            import importlib
+
+            return importlib.import_module(f".{args.command}", __name__).run(args)
         if args.command in ("train-teacher", "distill", "run"):
             from .distill import run as run_distill
 
