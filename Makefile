@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test bench bench-pinet bench-distill bench-distill-hapt bench-compress bench-cli clean
+.PHONY: install demo test docs bench bench-pinet bench-distill bench-distill-hapt bench-compress bench-cli clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The documentation site (mkdocs.yml); --strict fails on any warning (broken link or reference).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tda.py
