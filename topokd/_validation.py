@@ -115,3 +115,41 @@ def check_choice(value, name: str, choices: Sequence) -> object:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_device(device, name: str = "device"):
+    """``device`` as a ``torch.device`` that this torch build can use.
+
+    ``None``: CUDA when available, else CPU.  The one device check of topokd
+    (PI-Net, the training engine and its settings, torch persistence images,
+    the CLI's ``--device``): a CUDA request on a torch without CUDA (or
+    without a visible GPU, or with too few) is a one-line ``ValueError``
+    saying so, instead of torch's ``AssertionError: Torch not compiled with
+    CUDA enabled`` at first use.  ``name`` names the option in the message
+    (``"--device"`` for the command line).
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cli = name.startswith("--")
+    label = f"{name} {device}" if cli else f"{name} {str(device)!r}"
+    cpu = "--device cpu" if cli else f"{name}='cpu'"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{label}: not a device; use e.g. {cpu} or "
+                         f"{'--device cuda' if cli else repr('cuda')}") from None
+    if dev.type == "cuda":
+        if torch.version.cuda is None:
+            raise ValueError(f"{label}: this torch build has no CUDA (torch {torch.__version__}); use {cpu} "
+                             "or install a CUDA build")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{label}: no CUDA device is visible (torch {torch.__version__}, CUDA "
+                             f"{torch.version.cuda}); use {cpu} or check the driver / CUDA_VISIBLE_DEVICES")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{label}: there are only {count} CUDA device(s) (cuda:0 to cuda:{count - 1})")
+    elif dev.type not in ("cpu", "mps", "xpu", "meta"):
+        raise ValueError(f"{label}: unsupported device type {dev.type!r}; use {cpu} or a CUDA device")
+    return dev

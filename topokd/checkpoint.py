@@ -1,8 +1,9 @@
 """Checkpoints: tensors in safetensors, metadata as JSON in its header.
 
-Loading never executes pickled code.  Writes are atomic (temporary file in the
-same directory, then ``os.replace``), so a crash leaves the previous
-checkpoint intact.  The JSON carries ``format`` and ``format_version`` keys
+Loading never executes pickled code.  Writes are atomic
+(:func:`topokd.io.atomic_path`: temporary file in the same directory, then
+``os.replace``, with the umask's permissions), so a crash or Ctrl-C leaves
+the previous checkpoint intact and no temporary file behind.  The JSON carries ``format`` and ``format_version`` keys
 that readers check.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -29,21 +29,15 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     """Atomically write ``tensors`` and JSON ``metadata`` to ``path``."""
     from safetensors.torch import save_file
 
+    from .io import atomic_path
+
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --force (overwrite=True) to replace it")
     if not path.parent.exists():
         raise FileNotFoundError(f"checkpoint directory {path.parent} does not exist")
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(clean, tmp, metadata={_META_KEY: json.dumps(header, sort_keys=True)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(clean, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True)})
     return path
 
 

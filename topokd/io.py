@@ -1,5 +1,6 @@
 """Array files that stream: read ``.npy``/``.npz`` in row chunks, write ``.npz``
-chunk by chunk, atomically.
+chunk by chunk, atomically; the one atomic-write helper (:func:`atomic_path`,
+:func:`write_atomic`) every output of topokd goes through.
 
 Nothing here unpickles: object arrays are refused on read, and metadata is
 stored as a JSON string in a plain unicode array.
@@ -11,11 +12,77 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 FORMAT_VERSION = 1
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where Linux allows)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - not Linux: set and restore
+    os.umask(mask)
+    return mask
+
+
+def new_temp(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """An empty temporary file beside ``path`` (same directory, so the final
+    ``os.replace`` is atomic), named ``.<name>.<random><suffix>``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Give ``tmp`` the permissions a new file gets (``0o666 & ~umask``,
+    like the CSV/JSON written beside it; ``mkstemp`` creates 0600) and
+    rename it over ``path`` atomically."""
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
+    return Path(path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, suffix: str = ".tmp") -> Iterator[Path]:
+    """Write ``path`` atomically: yields a temporary path beside it to write;
+    on a normal exit it gets the umask's permissions and replaces ``path``,
+    on any exception (``KeyboardInterrupt`` included) it is removed, so
+    ``path`` is never half-written.  An existing ``path`` is refused unless
+    ``overwrite``; a missing directory is an error.  ``suffix`` ends the
+    temporary name (writers that insist on an extension, e.g. ``.pt2``)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --force (overwrite=True) to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {path.parent} does not exist")
+    tmp = new_temp(path, suffix)
+    try:
+        yield tmp
+        publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+    return Path(path)
 
 
 class NpyStream:
@@ -97,6 +164,9 @@ def open_array(path: str | os.PathLike, key: str | None = None):
         raise FileNotFoundError(f"input file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        if key is not None:
+            raise ValueError(f"--key {key} (key={key!r}) names an array inside an .npz, but {path} is a .npy "
+                             "file holding one array; drop --key")
         return NpyStream(path)
     if suffix == ".npz":
         try:
@@ -118,8 +188,9 @@ class NpzChunkWriter:
     """Write one large array into an ``.npz`` chunk by chunk, plus JSON metadata.
 
     The archive is written to a temporary file beside ``path`` and renamed
-    over it only by :meth:`commit`; on error (or without commit) the temporary
-    file is removed, so ``path`` is never left half-written.  An existing
+    over it only by :meth:`commit` (with the umask's permissions); on error,
+    ``KeyboardInterrupt`` included (or without commit), the temporary file is
+    removed, so ``path`` is never left half-written.  An existing
     ``path`` is refused unless ``overwrite``.
     """
 
@@ -134,14 +205,18 @@ class NpzChunkWriter:
             raise FileNotFoundError(f"output directory {self.path.parent} does not exist")
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-        self._zip = zipfile.ZipFile(self._tmp, "w", compression=mode, allowZip64=True)
-        self._fh = self._zip.open(key + ".npy", "w", force_zip64=True)
-        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
-        np.lib.format.write_array_header_2_0(self._fh, header)
+        self._tmp = new_temp(self.path)
+        self._done = False
+        try:
+            mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            self._zip = zipfile.ZipFile(self._tmp, "w", compression=mode, allowZip64=True)
+            self._fh = self._zip.open(key + ".npy", "w", force_zip64=True)
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                      "shape": self.shape}
+            np.lib.format.write_array_header_2_0(self._fh, header)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._rows = 0
         self._done = False
 
@@ -160,7 +235,7 @@ class NpzChunkWriter:
         with self._zip.open("meta.npy", "w") as fh:
             np.lib.format.write_array(fh, np.array(json.dumps(meta, sort_keys=True)), allow_pickle=False)
         self._zip.close()
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self._done = True
         return self.path
 
@@ -170,6 +245,8 @@ class NpzChunkWriter:
         try:
             self._fh.close()
             self._zip.close()
+        except Exception:
+            pass  # the archive is being thrown away
         finally:
             self._tmp.unlink(missing_ok=True)
             self._done = True

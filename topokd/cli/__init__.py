@@ -7,6 +7,8 @@ import gc
 import json
 import sys
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -43,14 +45,36 @@ def _none_or(choices):
     return parse
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default once: appended as ``(default: X)`` unless
+    the help text already says its default, and never for defaults that say
+    nothing (``None``, ``False``, suppressed)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or "%(default)" in text:
+            return text
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS or default == []
+                or not action.option_strings or action.nargs == 0):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class RawHelpFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """:class:`HelpFormatter` that keeps the description and epilog as written (examples)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="topokd",
         description="Exact sublevel-set persistence diagrams and persistence images, fast.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"topokd {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the Python traceback instead of one line (any position)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     pi = sub.add_parser(
@@ -61,13 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
             "the input is read in chunks (memory-mapped .npy, or streamed .npz member), so "
             "inputs larger than memory work."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     pi.add_argument("input", help="input .npy or .npz file")
     pi.add_argument("-o", "--output", required=True, help="output .npz file")
     pi.add_argument("--kind", choices=("signal", "image"), required=True, help="what the input holds")
     pi.add_argument("--key", help="array to read from an .npz input (default: its only array)")
-    pi.add_argument("--mode", choices=MODES, default="flatten", help="image mode: H0 of the flattened channel, or cubical H0+H1")
+    pi.add_argument("--mode", choices=MODES, default="flatten",
+                    help="image mode: H0 of the flattened channel, or cubical H0+H1")
     pi.add_argument("--preset", choices=sorted(PRESETS), help="parameter set (default: standard-signal / standard-image)")
     layout = pi.add_mutually_exclusive_group()
     layout.add_argument("--channels-first", action="store_true", help="signals are stored (N, C, T)")
@@ -75,24 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     grp = pi.add_argument_group("overrides of the preset (omit to keep the preset's value)",
                                 argument_default=argparse.SUPPRESS)
     grp.add_argument("--resolution", type=int, help="pixels per image axis")
-    grp.add_argument("--birth-range", type=_range, metavar="LOW,HIGH")
-    grp.add_argument("--pers-range", type=_range, metavar="LOW,HIGH")
+    grp.add_argument("--birth-range", type=_range, metavar="LOW,HIGH",
+                     help="birth axis of the image; without --scale, images must lie in it")
+    grp.add_argument("--pers-range", type=_range, metavar="LOW,HIGH", help="persistence axis of the image")
     grp.add_argument("--sigma", type=float, help="Gaussian standard deviation (not persim's variance)")
-    grp.add_argument("--weight", choices=("linear", "linear_max"))
-    grp.add_argument("--normalize", type=_none_or(("max",)), metavar="{max,none}")
-    grp.add_argument("--layout", choices=("persim", "legacy"))
-    grp.add_argument("--min-persistence", type=float)
+    grp.add_argument("--weight", choices=("linear", "linear_max"),
+                     help="weight of each pair: its persistence, or persistence / the diagram's largest")
+    grp.add_argument("--normalize", type=_none_or(("max",)), metavar="{max,none}",
+                     help="divide each image by its maximum, or not")
+    grp.add_argument("--layout", choices=("persim", "legacy"),
+                     help="image grid: persim's (birth x persistence) or the legacy PersImage one")
+    grp.add_argument("--min-persistence", type=float, help="drop pairs with persistence at most this")
     grp.add_argument("--keep-essential", action="store_true", help="keep the infinite H0 bar as (min, max)")
-    grp.add_argument("--scale", type=_none_or(SCALES), metavar="{standardize,minmax,unit,none}")
+    grp.add_argument("--scale", type=_none_or(SCALES), metavar="{standardize,minmax,unit,none}",
+                     help="rescale each (sample, channel) first: z-score, to [-1, 1], to [0, 1], or not")
     grp.add_argument("--order", choices=("row", "column"), help="flatten order for images")
     run = pi.add_argument_group("run")
     run.add_argument("--chunk-size", type=int, default=512, help="samples per chunk")
-    run.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    run.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="dtype of the output PIs")
     run.add_argument("--compress", action="store_true", help="deflate the output archive")
     run.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sub.add_parser("presets", help="list the parameter presets and where they come from")
+    sub.add_parser("presets", help="list the parameter presets and where they come from",
+                   description="List topokd's named parameter presets, the publication or rule each follows "
+                               "and its parameters.", formatter_class=HelpFormatter)
 
     # The sub-commands' parsers import no torch: their heavy modules load in run().
     from . import compress, demo, distill, pinet, plot
@@ -103,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_parser(sub)
     demo.add_parser(sub)
 
+    for command in sub.choices.values():  # one default per option, never "(default: None)"
+        if command.formatter_class is argparse.ArgumentDefaultsHelpFormatter:
+            command.formatter_class = HelpFormatter
     return parser
 
 
@@ -117,6 +152,7 @@ def _overrides(args) -> dict:
 
 
 def _run_pi(args) -> int:
+    from .._validation import check_layout
     from ..io import NpzChunkWriter, open_array
 
     params = _overrides(args)
@@ -131,6 +167,9 @@ def _run_pi(args) -> int:
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
 
+    out = Path(args.output)
+    if out.exists() and not args.force:  # before reading anything
+        raise FileExistsError(f"{out} already exists; pass --force to replace it")
     source = open_array(args.input, args.key)
     try:
         shape = tuple(source.shape)
@@ -139,6 +178,13 @@ def _run_pi(args) -> int:
             raise ValueError(
                 f"{args.input} holds an array of shape {shape}; --kind {args.kind} needs {expected} dimensions"
             )
+        # dtype and emptiness up front: an empty input never reaches the
+        # transformer (which refuses it), so it would give an empty output
+        axes = "(N, T, C)" if args.kind == "signal" else "(N, C, H, W)"
+        try:
+            check_layout(source, "X", expected, axes)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{args.input}: {err}") from None
         if args.kind == "signal":
             n, c = shape[0], (shape[1] if args.channels_first else shape[2])
             out_shape = (n, c, *transformer.image_shape)
@@ -186,10 +232,87 @@ def _jsonable(config: dict) -> dict:
     return {k: (v if not callable(v) else getattr(v, "__name__", repr(v))) for k, v in config.items()}
 
 
+#: Exceptions whose message is the whole story (bad input, files, config,
+#: missing extras): printed as ``topokd: error: <message>``.  Anything else
+#: also names its type and points to ``--debug``.
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, ImportError, LookupError, FloatingPointError)
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def one_line(text: str) -> str:
+    """A message on one line: its non-blank lines joined by ``; ``."""
+    lines = [line.strip() for line in str(text).splitlines()]
+    return "; ".join(line for line in lines if line and set(line) != {"^"})
+
+
+def error_line(err: BaseException) -> str:
+    """``topokd: error: ...`` for ``err`` (see :data:`EXPECTED_ERRORS`)."""
+    message = one_line(err) or type(err).__name__
+    if isinstance(err, EXPECTED_ERRORS):
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            message = f"{err.filename}: {err.strerror}"  # not "[Errno 2] ..."
+        return f"topokd: error: {message}"
+    return f"topokd: error: {type(err).__name__}: {message} (run with --debug for the traceback)"
+
+
+def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` is global: accepted anywhere before a ``--``."""
+    head, sep, tail = (argv[:argv.index("--")], ["--"], argv[argv.index("--") + 1:]) if "--" in argv \
+        else (argv, [], [])
+    debug = "--debug" in head
+    return [a for a in head if a != "--debug"] + sep + tail, debug
+
+
+class _Notices:
+    """Warnings during a command: topokd's own as one ``topokd: notice: ...``
+    line each (repeats dropped), third-party ones hidden (no noise on the
+    terminal); with ``--debug`` everything in Python's usual format."""
+
+    def __init__(self, debug: bool):
+        self.debug = debug
+        self.seen: set[str] = set()
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None):
+        if self.debug:
+            sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+            return
+        if not str(filename).startswith(_PACKAGE_DIR):
+            return
+        text = one_line(message)
+        if text not in self.seen:
+            self.seen.add(text)
+            print(f"topokd: notice: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
-    """Run ``topokd`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run ``topokd`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    The contract of every command: success is 0; any failure is one line
+    ``topokd: error: ...`` on stderr and exit 1 (no traceback unless
+    ``--debug``); Ctrl-C is ``topokd: interrupted`` and exit 130, with no
+    partial output (every file is written to a temporary file and renamed
+    when complete); command-line usage errors are argparse's, exit 2.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list, debug = _split_debug(args_list)
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _Notices(debug)
+            return _main(args_list)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _flush_quietly()
+        print("topokd: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        _flush_quietly()
+        print(error_line(err), file=sys.stderr)
+        return 1
     finally:
         if argv is None:
             # Run as the program itself (the ``topokd`` console script, ``python -m
@@ -201,38 +324,41 @@ def main(argv=None) -> int:
             gc.freeze()
 
 
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    try:
-        if args.command == "pi":
-            return _run_pi(args)
-        if args.command in ("demo", "plot"):
-            import importlib
+    if args.command == "pi":
+        return _run_pi(args)
+    if args.command in ("demo", "plot"):
+        import importlib
 
-            return importlib.import_module(f".{args.command}", __name__).run(args)
-        if args.command in ("train-teacher", "distill", "run"):
-            from .distill import run as run_distill
+        return importlib.import_module(f".{args.command}", __name__).run(args)
+    if args.command in ("train-teacher", "distill", "run"):
+        from .distill import run as run_distill
 
-            return run_distill(args)
-        if args.command == "compress":
-            from .compress import run as run_compress
+        return run_distill(args)
+    if args.command == "compress":
+        from .compress import run as run_compress
 
-            return run_compress(args)
-        if args.command == "pinet":
-            from .pinet import run as run_pinet
+        return run_compress(args)
+    if args.command == "pinet":
+        from .pinet import run as run_pinet
 
-            return run_pinet(args)
-        if args.command == "presets":
-            for name, source in list_presets().items():
-                print(f"{name}\n    {source}\n    parameters: {json.dumps(_jsonable(PRESETS[name].params))}\n")
-            return 0
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as err:
-        print(f"topokd: error: {err}", file=sys.stderr)
-        return 1
+        return run_pinet(args)
+    if args.command == "presets":
+        for name, source in list_presets().items():
+            print(f"{name}\n    {source}\n    parameters: {json.dumps(_jsonable(PRESETS[name].params))}\n")
+        return 0
     return 2  # pragma: no cover
 
 

@@ -8,17 +8,18 @@ loads neither torch nor :mod:`topokd.compress`: they load in :func:`run`.
 
 from __future__ import annotations
 
-import argparse
 import json
 
 
 def add_parser(sub) -> None:
+    from . import HelpFormatter
+
     p = sub.add_parser(
         "compress", help="prune / fine-tune / quantise a student checkpoint, with a before/after report",
         description="Apply the config's steps (prune, finetune, quantize) to a student checkpoint and write "
                     "the compressed model plus a Markdown/JSON before/after table (accuracy, parameters, "
                     "non-zeros, size, MACs, latency). The config is checked completely before anything runs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("checkpoint", help="student checkpoint (best.safetensors of a distill/train run)")
     p.add_argument("config", help="YAML compression config (steps, data)")
     p.add_argument("-o", "--output", help="output directory (default: config 'output' or <checkpoint>-compressed)")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 
 def add_parsers(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    from . import HelpFormatter
+
+    fmt = HelpFormatter
     for name, help_text in (("train-teacher", "train the teachers of a YAML config"),
                             ("distill", "distil the config's student from its trained teachers"),
                             ("run", "train the teachers, then distil the student")):
@@ -21,7 +22,7 @@ def add_parsers(sub) -> None:
         runs.add_argument("--resume", action="store_true", help="continue an existing run from its training state")
         runs.add_argument("--force", action="store_true",
                           help="delete an existing run of the same stages and start again")
-        p.add_argument("--device", help="override the config's device (cuda, cpu)")
+        p.add_argument("--device", help="override the config's device (cuda, cpu; checked before any work)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a config value (YAML syntax; repeatable), e.g. --set student.train.epochs=5")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -32,6 +33,10 @@ def run(args) -> int:
     from ..distill.experiment import (check_run_dirs, distill, prepare_data, results_table, run as run_all,
                                       train_scratch, train_teacher)
 
+    from .._validation import check_device
+
+    if args.device is not None:
+        check_device(args.device, "--device")  # one line now, not torch's AssertionError later
     cfg = load_config(args.config, overrides=args.overrides)
     for settings in [t.train for t in cfg.teachers.values()] + ([cfg.student.train] if cfg.student else []):
         if args.device:

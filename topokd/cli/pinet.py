@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -26,54 +25,68 @@ EPILOG = """examples:
 
 
 def add_parser(sub) -> None:
+    from . import HelpFormatter, RawHelpFormatter
+
     pinet = sub.add_parser("pinet", help="train, evaluate and serve PI-Net surrogates",
                            description="PI-Net (Som et al., 2020): CNNs that regress persistence images "
                                        "from raw signals or images in one forward pass.",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=EPILOG, formatter_class=RawHelpFormatter)
     verbs = pinet.add_subparsers(dest="pinet_command", metavar="VERB")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
-    train = verbs.add_parser("train", help="fit a PI-Net to exact PIs (or given targets)", formatter_class=fmt)
+    train = verbs.add_parser("train", help="fit a PI-Net to exact PIs (or given targets)", formatter_class=fmt,
+                             description="Train a PI-Net on signals or images; the targets are the exact "
+                                         "persistence images of the preset (or --targets). Writes the model "
+                                         "(safetensors) atomically.")
     _data_args(train, required=True)
-    train.add_argument("--kind", choices=("signal", "image"), default="signal")
+    train.add_argument("--kind", choices=("signal", "image"), default="signal",
+                       help="signals (N, T, C) or images (N, C, H, W) in the preset's value range (uint8 is "
+                            "scaled to [0, 1])")
     train.add_argument("--targets", help=".npy/.npz with (N, C, R, R) target PIs (default: computed exactly)")
     train.add_argument("--preset", help="topokd preset of the target PIs (default: the kind's default)")
     train.add_argument("--resolution", type=int, help="override the preset's resolution")
     train.add_argument("--widths", default="128,256,512,1024", help="filters of the four conv blocks")
-    train.add_argument("--head", choices=("relu", "sigmoid"), default="relu")
-    train.add_argument("--optimizer", choices=("reference", "adamw"), default="reference")
-    train.add_argument("--epochs", type=int, default=100)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--head", choices=("relu", "sigmoid"), default="relu", help="output activation")
+    train.add_argument("--optimizer", choices=("reference", "adamw"), default="reference",
+                       help="reference: Adam(0.99, eps 0.1) with step decay; adamw: AdamW with cosine decay")
+    train.add_argument("--epochs", type=int, default=100, help="training epochs")
+    train.add_argument("--batch-size", type=int, default=128, help="samples per batch")
+    train.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
+    train.add_argument("--val-fraction", type=float, default=0.1,
+                       help="held-out share for validation and early stopping")
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
     train.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     train.add_argument("--cache-dir", help="cache computed target PIs here")
-    train.add_argument("--checkpoint", help="training checkpoint written every epoch (for --resume)")
-    train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.add_argument("--checkpoint", help="training state written every epoch (for --resume)")
+    train.add_argument("--resume", action="store_true", help="continue from --checkpoint (required with it)")
     train.add_argument("-o", "--output", required=True, help="final model (.safetensors)")
     train.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    predict = verbs.add_parser("predict", help="PIs of new data from a trained PI-Net", formatter_class=fmt)
+    predict = verbs.add_parser("predict", help="PIs of new data from a trained PI-Net", formatter_class=fmt,
+                               description="Persistence images of new data from a trained PI-Net, written "
+                                           "atomically to an .npz (arrays 'pis' and 'meta').")
     predict.add_argument("model", help="trained model (.safetensors)")
     _data_args(predict, required=False, positional=True)
     predict.add_argument("-o", "--output", required=True, help="output .npz (arrays 'pis' and 'meta')")
-    predict.add_argument("--batch-size", type=int, default=256)
-    predict.add_argument("--device")
-    predict.add_argument("--force", action="store_true")
-    predict.add_argument("--quiet", action="store_true")
+    predict.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
+    predict.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    predict.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = verbs.add_parser("evaluate", help="MSE / Pearson / max-abs error against exact PIs",
-                                formatter_class=fmt)
-    evaluate.add_argument("model")
+                                formatter_class=fmt,
+                                description="Compare a trained PI-Net's PIs with the exact ones (computed, or "
+                                            "--targets): MSE, mean Pearson correlation, max abs error, as JSON.")
+    evaluate.add_argument("model", help="trained model (.safetensors)")
     _data_args(evaluate, required=False, positional=True)
     evaluate.add_argument("--targets", help="(N, C, R, R) exact PIs (default: computed)")
-    evaluate.add_argument("--batch-size", type=int, default=256)
-    evaluate.add_argument("--device")
-    evaluate.add_argument("--json", help="also write the scores to this JSON file")
-    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="samples per forward pass")
+    evaluate.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    evaluate.add_argument("--json", help="also write the scores to this JSON file (atomically)")
+    evaluate.add_argument("--force", action="store_true", help="overwrite the --json file if it exists")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _data_args(parser, *, required: bool, positional: bool = False) -> None:
@@ -82,7 +95,7 @@ def _data_args(parser, *, required: bool, positional: bool = False) -> None:
     parser.add_argument("--data", required=required and not positional,
                         help=f"input .npy/.npz (signals (N, T, C)) or a built-in data set: {', '.join(BUILTIN)} "
                              "(add :train, :test or :all, e.g. hapt:test; default :train)")
-    parser.add_argument("--key", help="array inside an .npz input")
+    parser.add_argument("--key", help="array inside an .npz input (required when it holds several)")
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument("--channels-first", action="store_true", help="signals stored (N, C, T)")
     layout.add_argument("--channels-last", action="store_true", help="images stored (N, H, W, C)")
@@ -133,14 +146,23 @@ def _input(args) -> np.ndarray:
 
 
 def run(args) -> int:
-    from ..pinet import PINet
+    from .._validation import check_device
 
     if args.pinet_command is None:
         raise ValueError("choose a verb: topokd pinet train|predict|evaluate (see --help)")
+    if args.device is not None:
+        check_device(args.device, "--device")  # one line now, not torch's AssertionError later
+    spec = getattr(args, "input", None) or args.data
+    if args.key is not None and spec and spec.partition(":")[0] in BUILTIN:
+        raise ValueError(f"--key applies to .npz inputs, not the built-in data set {spec}; drop --key")
+    from ..pinet import PINet
+
     if args.pinet_command == "train":
         out = Path(args.output)
         if out.exists() and not args.force:
             raise FileExistsError(f"{out} already exists; pass --force to replace it")
+        if args.resume and not args.checkpoint:
+            raise ValueError("--resume continues from a training state: give it with --checkpoint PATH")
         X = _input(args)
         Y = load_data(args.targets, None) if args.targets else None
         pi_params = {"resolution": args.resolution} if args.resolution else {}
@@ -157,6 +179,11 @@ def run(args) -> int:
               f"({len(est.history_)} epochs, best {'val' if 'val_mse' in last else 'train'} MSE "
               f"{est.best_score_ * est.target_scale_ ** 2:.4g}) -> {out}")
         return 0
+    report = Path(args.json) if args.pinet_command == "evaluate" and args.json else None
+    if args.pinet_command == "predict" and Path(args.output).exists() and not args.force:
+        raise FileExistsError(f"{args.output} already exists; pass --force to replace it")
+    if report is not None and report.exists() and not args.force:
+        raise FileExistsError(f"{report} already exists; pass --force to replace it")
     est = PINet.load(args.model, device=args.device, progress=not args.quiet)
     X = _input(args)
     if args.pinet_command == "predict":
@@ -172,7 +199,9 @@ def run(args) -> int:
     Y = load_data(args.targets, None) if args.targets else None
     scores = est.evaluate(X, Y, batch_size=args.batch_size)
     print(json.dumps(scores, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
+    if report is not None:
+        from ..io import write_atomic
+
+        write_atomic(report, json.dumps(scores, indent=2) + "\n", overwrite=args.force)
     return 0
 

@@ -13,8 +13,10 @@
   (:class:`CompressionConfig`; :func:`topokd.compress.config.load_config`);
 * :mod:`.pipeline` -- :func:`compress_checkpoint`, the whole ``topokd
   compress CHECKPOINT CONFIG`` run as a function;
-* :mod:`.checkpoints` -- :func:`load_compressed` / :func:`load_student` /
-  :func:`save_compressed`; :mod:`.report` -- the Markdown report.
+* :mod:`.checkpoints` -- :func:`load` (the documented loader of what
+  ``topokd compress`` writes, ready for inference), :func:`load_compressed` /
+  :func:`load_student` / :func:`save_compressed`; :mod:`.report` -- the
+  Markdown report.
 
 The quantisation module imports torchao only when called, and structured
 pruning imports torch-pruning only when called (``pip install
@@ -22,7 +24,7 @@ pruning imports torch-pruning only when called (``pip install
 """
 
 from ._common import CompressionError
-from .checkpoints import load_compressed, load_student, save_compressed
+from .checkpoints import load, load_compressed, load_student, save_compressed
 from .config import CompressionConfig
 from .dynamic import DynamicPruning
 from .pipeline import compress_checkpoint
@@ -65,6 +67,7 @@ __all__ = [
     "is_pruned",
     "iterative_prune",
     "kd_finetune",
+    "load",
     "load_compressed",
     "load_quantized",
     "load_student",

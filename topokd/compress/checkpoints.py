@@ -26,7 +26,10 @@ from torch import nn
 
 from ._common import add_history, history, is_quantized
 
-__all__ = ["load_compressed", "load_student", "save_compressed"]
+__all__ = ["load", "load_compressed", "load_student", "save_compressed"]
+
+#: What ``topokd compress`` writes into its output directory (one of them).
+MODEL_FILES = ("model.pt2", "model.safetensors")
 
 
 def model_from_description(desc, path) -> nn.Module:
@@ -112,6 +115,57 @@ def load_compressed(path):
 
         return load_quantized(path)
     return load_student(path)[0]
+
+
+def load(path) -> nn.Module:
+    """Load what ``topokd compress`` wrote, ready for inference: the one
+    documented loader for compressed students.
+
+    ``path`` is the ``model.pt2`` / ``model.safetensors`` file or the
+    output directory holding one of them.  Returns a callable
+    ``nn.Module`` in eval mode that takes raw-signal batches ``(B, C, T)``
+    (float32, the layout the student was trained on) and returns logits
+    ``(B, num_classes)``:
+
+    * ``model.pt2`` (a ``quantize`` step: int8) -- a
+      :class:`~topokd.compress.quantize.QuantizedModel`: the int8
+      ``torch.export`` program, lowered for x86/oneDNN when possible
+      (inference only, no gradients; ``.metadata`` holds the stored
+      description).  torchao is imported first: it registers the
+      ``quantized_decomposed`` operators the graph uses, without which a
+      plain ``torch.export.load`` fails with a ``SerializeError``; so this
+      needs ``pip install 'topokd[compress]'``.
+    * ``model.safetensors`` (pruning / fine-tuning only: float) -- the
+      student rebuilt from the model registry (structurally pruned layers
+      resized to the stored shapes), weights loaded, in eval mode.
+
+    Example::
+
+        import torch
+        from topokd.compress import load
+
+        model = load("runs/x/compressed")          # or .../model.pt2
+        with torch.no_grad():
+            logits = model(torch.randn(8, 3, 128))  # (8, num_classes)
+
+    Raises :class:`~topokd.checkpoint.CheckpointError` /
+    :class:`~topokd.compress.CompressionError` (both ``ValueError``) for a
+    missing, corrupt or foreign file.
+    """
+    from ..checkpoint import CheckpointError
+
+    path = Path(path)
+    if path.is_dir():
+        found = [path / name for name in MODEL_FILES if (path / name).is_file()]
+        if not found:
+            raise CheckpointError(f"{path} holds no compressed model ({' or '.join(MODEL_FILES)}); "
+                                  "is it a topokd compress output directory?")
+        path = found[0]
+    if not path.is_file():
+        raise CheckpointError(f"compressed model {path} does not exist")
+    if path.suffix not in (".pt2", ".safetensors"):
+        raise CheckpointError(f"{path}: expected a model.pt2 or model.safetensors written by topokd compress")
+    return load_compressed(path).eval()
 
 
 def _jsonable(records):

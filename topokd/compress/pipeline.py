@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from ..io import write_atomic
 from .checkpoints import load_student, save_compressed
 from .config import OUTPUT_NAMES, CompressionConfig, FinetuneStep, PruneStep, QuantizeStep, load_config, parse_config
 from .profile import profile
@@ -189,17 +190,32 @@ def compress_checkpoint(checkpoint, config, output_dir=None, *, force: bool = Fa
     after = {"accuracy": acc(current), **measure(current)}
 
     _check_output_dir(out_dir, force)  # nothing appeared meanwhile
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_NAMES:  # no stale model file of the other kind
-        (out_dir / name).unlink(missing_ok=True)
-    model_path = save_compressed(current, out_dir, meta, ckpt)
-    report = {"checkpoint": str(ckpt), "config": config_source or source, "model": meta["model"],
-              "data": splits.description, "eval_split": cfg.eval_split, "steps": steps_log,
-              "output_dir": str(out_dir), "output_model": str(model_path),
-              "output_bytes": model_path.stat().st_size, "output_format": after["format"],
-              "before": before, "after": after, "torch": torch.__version__,
-              "resolved_config": cfg.to_dict()}
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    (out_dir / "report.md").write_text(markdown_report(report))
+    written: list[Path] = []
+    try:
+        for name in OUTPUT_NAMES:  # no stale model file of the other kind
+            (out_dir / name).unlink(missing_ok=True)
+        model_path = save_compressed(current, out_dir, meta, ckpt)
+        written.append(model_path)
+        report = {"checkpoint": str(ckpt), "config": config_source or source, "model": meta["model"],
+                  "data": splits.description, "eval_split": cfg.eval_split, "steps": steps_log,
+                  "output_dir": str(out_dir), "output_model": str(model_path),
+                  "output_bytes": model_path.stat().st_size, "output_format": after["format"],
+                  "before": before, "after": after, "torch": torch.__version__,
+                  "resolved_config": cfg.to_dict()}
+        written.append(write_atomic(out_dir / "report.json", json.dumps(report, indent=1, default=str) + "\n"))
+        written.append(write_atomic(out_dir / "report.md", markdown_report(report)))
+    except BaseException:
+        # Nothing partial (Ctrl-C included): a model without its report is
+        # removed, and so is an output directory this run created.
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        raise
     say(f"wrote {model_path}, report.md and report.json")
     return report

@@ -50,7 +50,11 @@ What each number is
 from __future__ import annotations
 
 import io
+import os
+import re
 import statistics
+import sys
+import tempfile
 import time
 import zlib
 from contextlib import contextmanager
@@ -193,6 +197,43 @@ def measure_latency(model: nn.Module, example_input, batch_size: int = 1, *, rep
             "mean_ms": float(statistics.fmean(times)), "repeats": repeats, "warmup": warmup, "threads": used}
 
 
+#: What Kineto writes to the C-level stderr at every profiler start / stop.
+_PROFILER_CHATTER = re.compile(rb"^USDT:.*profiler_(start|stop)\s*$")
+
+
+@contextmanager
+def _without_profiler_chatter():
+    """Around a ``torch.profiler`` session only: capture file descriptor 2
+    (Kineto prints ``USDT:... profiler_start`` / ``profiler_stop`` from C,
+    past ``sys.stderr``) and write back everything except those lines, so
+    real errors still reach the terminal."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (embedded interpreters): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, ValueError, OSError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().splitlines(keepends=True) if not _PROFILER_CHATTER.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def peak_memory(model: nn.Module, example_input, batch_size: int = 1) -> int | None:
     """Peak live bytes allocated through PyTorch's CPU allocator during one
     forward at ``batch_size`` (torch.profiler ``profile_memory``); ``None``
@@ -206,7 +247,8 @@ def peak_memory(model: nn.Module, example_input, batch_size: int = 1) -> int | N
     try:
         with torch.no_grad():
             model(x)  # first-call allocations (prepacking, caches) are not the steady state
-            with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            with _without_profiler_chatter(), \
+                    torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
                 model(x)
     finally:
         model.train(was_training)

@@ -112,7 +112,7 @@ FORMAT = "topokd-quantized"
 def _quiet_import():
     """torchao logs a warning per CUDA extension it cannot load on a CPU
     build, and torch warns about its Enum registration: silence both."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree", "torch.export")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -477,24 +477,17 @@ class QuantizedModel(QuantizedBase):
         """Write the reference program with ``torch.export.save`` (a ``.pt2``
         zip archive; ``f`` is a path or a binary file object).  ``info``,
         the example shape and ``metadata`` go in ``extra_files['topokd.json']``.
-        Paths are written atomically (temporary file, then rename)."""
+        Paths are written atomically (:func:`topokd.io.atomic_path`)."""
         extra = {"topokd.json": json.dumps({"format": FORMAT, "format_version": 1, "info": self.info,
                                             "example_shape": list(self._example.shape),
                                             "metadata": metadata or {}}, sort_keys=True, default=str)}
         program = self.exported_program()
         if isinstance(f, (str, os.PathLike)):
-            import tempfile
-            from pathlib import Path
+            from ..io import atomic_path
 
-            path = Path(f)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            try:
-                torch.export.save(program, tmp, extra_files=extra)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # torch.export wants an archive name ending in .pt2 (else it logs a warning)
+            with atomic_path(f, suffix=".tmp.pt2") as tmp:
+                torch.export.save(program, str(tmp), extra_files=extra)
         else:
             torch.export.save(program, f, extra_files=extra)
 
@@ -504,7 +497,12 @@ class QuantizedModel(QuantizedBase):
         extra = {"topokd.json": ""}
         with _quiet_import():
             _torchao()  # registers the quantized_decomposed ops the graph uses
-            program = torch.export.load(f, extra_files=extra)
+            try:
+                program = torch.export.load(f, extra_files=extra)
+            except Exception as err:  # a corrupt or foreign file: torch raises many types
+                first = (str(err).strip().splitlines() or [""])[0]
+                raise CompressionError(f"{f} is not a readable torch.export .pt2 archive ({type(err).__name__}: "
+                                       f"{first[:200]}); it may be truncated or corrupt") from None
         try:
             meta = json.loads(extra["topokd.json"])
         except json.JSONDecodeError:

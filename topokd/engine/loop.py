@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._validation import check_device
 from ..checkpoint import CheckpointError, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
 
 STATE_VERSION = 1
@@ -198,8 +199,8 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
         patience: int | None = None, checkpoints: Checkpoints | None = None, resume: bool = False,
         restore: str = "best", progress: bool = False, desc: str = "train", show: Iterable[str] = (),
         nan_hint: str = "lower the learning rate", on_epoch_end: Callable[[dict], None] | None = None,
-        on_epoch_start: Callable[[int], None] | None = None, companions: nn.Module | None = None
-        ) -> TrainResult:
+        on_epoch_start: Callable[[int], None] | None = None, companions: nn.Module | None = None,
+        postfix: Callable[[dict], dict] | None = None) -> TrainResult:
     """Train ``model`` for ``epochs`` (see the module docstring).
 
     ``optimizer``: built over the parameters to train (see
@@ -208,7 +209,9 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
     (default: lowest training loss); ``patience`` stops after that many
     epochs without a better one.  ``restore``: leave the ``"best"`` or the
     ``"last"`` epoch's weights in ``model`` at the end.  ``amp``: mixed
-    precision, on CUDA only.  ``show``: record keys for the progress bar.
+    precision, on CUDA only.  ``show``: record keys for the progress bar;
+    ``postfix(record)``, when given, returns the bar's ``{label: value}``
+    instead (e.g. metrics converted to the units the caller reports).
     ``on_epoch_end(record)`` runs after the epoch's state is saved,
     ``on_epoch_start(epoch)`` (1-based) before its first batch.
     ``companions``: modules that train along with ``model`` but are not part
@@ -222,7 +225,7 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
         raise ValueError(f"restore must be 'best' or 'last', got {restore!r}")
     monitor = monitor or Monitor()
     ckpt = checkpoints or Checkpoints()
-    device = torch.device(device)
+    device = check_device(device)
     model.to(device)
     if companions is not None:
         companions.to(device)
@@ -299,7 +302,8 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
         if ckpt.state is not None:
             _save_state(ckpt, model, optimizer, generator, epoch + 1, best_epoch, stale, log.history, best_state,
                         companions)
-        bar.set_postfix({k: f"{record[k]:.4g}" for k in ("train_loss", *show) if k in record})
+        shown = postfix(record) if postfix is not None else {k: record[k] for k in ("train_loss", *show) if k in record}
+        bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
         if on_epoch_end is not None:
             on_epoch_end(record)
         stopped = patience is not None and stale >= patience

@@ -64,9 +64,9 @@ class TrainSettings:
 
     @property
     def torch_device(self) -> torch.device:
-        if self.device:
-            return torch.device(self.device)
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from .._validation import check_device
+
+        return check_device(self.device or None)
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")

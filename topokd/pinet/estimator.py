@@ -36,11 +36,11 @@ from torch import nn
 
 from .. import __version__
 from .._params import ParamsMixin
-from .._validation import check_choice
+from .._validation import check_choice, check_device
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..engine import Checkpoints, Monitor, build_optimizer, schedule_lr, tensor_batches
 from ..engine import fit as engine_fit
-from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages
+from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages, check_image_values
 from ..models import build_model
 from .models import HEADS, PINetModule, create_model
 
@@ -52,7 +52,7 @@ TARGET_CACHE_VERSION = 1
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(None)
 
 
 class PINet(ParamsMixin):
@@ -159,15 +159,7 @@ class PINet(ParamsMixin):
         self._transformer()
 
     def _device(self) -> torch.device:
-        if self.device is None:
-            return default_device()
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must be e.g. 'cpu' or 'cuda', got {self.device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} asked for, but this PyTorch has no CUDA device; use 'cpu'")
-        return device
+        return check_device(self.device)
 
     # -- targets ------------------------------------------------------------
     def _transformer(self):
@@ -229,6 +221,10 @@ class PINet(ParamsMixin):
         if not np.isfinite(X).all():
             bad = np.argwhere(~np.isfinite(X))[0]
             raise ValueError(f"X has a non-finite value at index {tuple(int(i) for i in bad)}; clean it first")
+        if self.kind == "image":
+            # The exact targets and the network see the same values: uint8
+            # scaled to [0, 1] (with a notice), out-of-range values refused.
+            X = check_image_values(X, self.pi_config, preset=self.preset, stacklevel=3)
         model = getattr(self, "model_", None)
         if model is not None:
             channels = X.shape[2] if self.kind == "signal" else X.shape[1]
@@ -355,10 +351,17 @@ class PINet(ParamsMixin):
             epochs=int(epochs), optimizer=optimizer, lr_schedule=lambda e: schedule_lr(e, schedule, lr, int(epochs)),
             device=device, amp=bool(self.amp), seed=int(self.seed), validate=validate, monitor=monitor,
             patience=self.patience, checkpoints=checkpoints, resume=resume, restore="best",
-            progress=bool(self.progress), desc="PI-Net", show=("val_mse",),
+            progress=bool(self.progress), desc="PI-Net", postfix=self._progress_units,
             nan_hint="lower lr or use optimizer='reference'")
         self.best_score_ = result.best_record[monitor.key] if result.best_record else math.inf
         return result
+
+    def _progress_units(self, record: dict) -> dict:
+        """The progress bar's MSEs in the units of the exact PIs (what the
+        final ``topokd pinet train`` line reports), not the training units."""
+        square = self.target_scale_ ** 2
+        return {label: record[key] * square for label, key in (("train_mse", "train_loss"), ("val_mse", "val_mse"))
+                if key in record}
 
     def _scaled(self, Y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(Y / self.target_scale_, dtype=np.float32))

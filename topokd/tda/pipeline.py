@@ -53,6 +53,74 @@ def scale_rows(rows: np.ndarray, scale: str | None) -> np.ndarray:
     return rows
 
 
+#: 8-bit images: their values 0..255 are divided by this to [0, 1]
+#: (a division, so the result equals ``X / 255`` bit for bit).
+UINT8_MAX = 255.0
+
+
+def image_value_range(config: dict) -> tuple[float, float] | None:
+    """The values images must lie in for ``config`` (resolved preset plus
+    overrides): its ``birth_range`` when the input is not rescaled
+    (``scale=None``, what the image presets do: they expect [0, 1]);
+    ``None`` (anything goes) when ``scale`` rescales each channel."""
+    if config.get("scale") is not None:
+        return None
+    lo, hi = config["birth_range"]
+    return float(lo), float(hi)
+
+
+def _uint8_factor(dtype, value_range, label: str, name: str, stacklevel: int) -> float | None:
+    """255 (the divisor, with a ``UserWarning``) for uint8 images whose 0..255 do not
+    fit ``value_range``; ``None`` otherwise."""
+    if value_range is None or np.dtype(dtype) != np.uint8 or value_range[1] >= 255:
+        return None
+    import warnings
+
+    warnings.warn(f"{name} is uint8: its values 0..255 were scaled by 1/255 to [0, 1] for the value range "
+                  f"[{value_range[0]:g}, {value_range[1]:g}] of {label}; pass float images in that range to "
+                  "skip this", UserWarning, stacklevel=stacklevel + 1)
+    return UINT8_MAX
+
+
+def _check_image_values(block: np.ndarray, value_range, label: str, name: str) -> None:
+    """Refuse values outside ``value_range``: they would silently fall off
+    the persistence image (all-zero PIs for 0..255 data and a [0, 1] preset)."""
+    if value_range is None or block.size == 0:
+        return
+    lo, hi = value_range
+    tol = 1e-9 * (hi - lo)
+    mn, mx = float(block.min()), float(block.max())
+    if mn >= lo - tol and mx <= hi + tol:
+        return
+    hint = " (8-bit data: divide by 255)" if mx > 1.5 and hi <= 1.0 else ""
+    raise ValueError(
+        f"{name} has values in [{mn:.6g}, {mx:.6g}], outside [{lo:g}, {hi:g}], the image value range of "
+        f"{label}; values outside it fall off the persistence images. Scale the images into "
+        f"[{lo:g}, {hi:g}] first{hint}, or rescale each channel with scale='unit' (CLI: --scale unit), or "
+        "set a birth_range (--birth-range) that covers the data"
+    )
+
+
+def check_image_values(X, config: dict, *, preset: str | None = None, name: str = "X", stacklevel: int = 2):
+    """Whole image arrays for ``config``: uint8 scaled by 1/255 (with a
+    ``UserWarning``) when the value range is [0, 1]-like, then values
+    outside :func:`image_value_range` refused (``ValueError`` naming the
+    range found and what to do).  Returns ``X`` as float64 when scaled,
+    else unchanged."""
+    value_range = image_value_range(config)
+    label = _preset_label(preset)
+    factor = _uint8_factor(X.dtype, value_range, label, name, stacklevel + 1)
+    if factor is not None:
+        X = np.asarray(X, dtype=np.float64) / factor
+    if value_range is not None and X.size and np.isfinite(X).all():
+        _check_image_values(np.asarray(X), value_range, label, name)
+    return X
+
+
+def _preset_label(preset: str | None) -> str:
+    return f"preset {preset or 'standard-image'!r}"
+
+
 class _Resolved(NamedTuple):
     config: dict
     grid: _Grid
@@ -290,7 +358,13 @@ class ImagePersistenceImages(_PersistenceImagesBase):
                   on_chunk: Callable[[int], None] | None = None, index_offset: int = 0):
         """PIs of ``X`` ``(N, C, H, W)`` -> ``(N, C, *image_shape)`` (flatten)
         or ``(N, C, 2, *image_shape)`` (cubical).  Same keywords as
-        :meth:`SignalPersistenceImages.transform`."""
+        :meth:`SignalPersistenceImages.transform`.
+
+        Without ``scale`` the image values must lie in ``birth_range``
+        ([0, 1] for the image presets): uint8 images are scaled by 1/255
+        with a ``UserWarning``, other values outside it are refused with a
+        ``ValueError`` (they would give all-zero PIs).  With ``scale`` each
+        channel is rescaled first and any values are accepted."""
         res = self._resolve()
         arr = _array_like(X)
         hint = "For one image use X[None]; for one channel X[:, None]; channel-last data: X.transpose(0, 3, 1, 2)."
@@ -303,10 +377,16 @@ class ImagePersistenceImages(_PersistenceImagesBase):
         result = _prepare_out(out, (n, c, *extra, *res.grid.spec.shape), dtype)
         per_sample = c * (((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + h * w * 8
                           + _image_bytes(res) * (2 if cubical else 1))
+        value_range = image_value_range(res.config)
+        label = _preset_label(self.preset)
+        factor = _uint8_factor(arr.dtype, value_range, label, "X", stacklevel=2)
         report = _reporter(progress, on_chunk, n)
         for lo, hi in self._chunks(n, per_sample, chunk_size):
             block = np.asarray(arr[lo:hi], dtype=np.float64)
             _check_block(block, lo + index_offset, ("sample", "channel", "row", "column"))
+            if factor is not None:
+                block = block / factor  # a new array: never scale the caller's data in place
+            _check_image_values(block, value_range, label, "X")
             m = (hi - lo) * c
             if cubical:
                 grids = scale_rows(_private(block, m, h * w), res.config["scale"]).reshape(m, h, w)
@@ -421,7 +501,10 @@ def image_pis(X, mode: str = "flatten", preset: str | None = None, **params) -> 
     (``mode="flatten"``) or ``(N, C, 2, R, R)`` (``mode="cubical"``: H0, H1).
 
     Same ``params`` as :func:`signal_pis`, plus ``order`` ("row" or "column")
-    for the flatten mode.  Default preset ``"standard-image"``.
+    for the flatten mode.  Default preset ``"standard-image"``.  Images are
+    expected in the preset's value range ([0, 1]): uint8 images are scaled
+    by 1/255 with a ``UserWarning``, other values outside it are refused
+    (see :meth:`ImagePersistenceImages.transform`).
     """
     run = _split_params(ImagePersistenceImages, params)
     return ImagePersistenceImages(mode, preset, **params).transform(X, **run)

@@ -39,6 +39,10 @@ class TorchPersistenceImage(torch.nn.Module):
 
     def __init__(self, imager: PersistenceImage | ImageSpec, device=None):
         super().__init__()
+        if device is not None:
+            from .._validation import check_device
+
+            device = check_device(device)
         spec = imager.spec() if hasattr(imager, "spec") else imager
         self.layout = spec.layout
         self.normalize = spec.normalize
