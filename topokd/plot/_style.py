@@ -24,7 +24,8 @@ GREY = "#7F7F7F"
 HOMOLOGY_COLOURS = (BLUE, VERMILLION, GREEN)
 #: Perceptually uniform, colour-blind-safe colour maps.
 IMAGE_CMAP = "viridis"
-ERROR_CMAP = "magma"
+#: Diverging map for signed errors (drawn symmetric about 0).
+ERROR_CMAP = "RdBu_r"
 
 STYLE = {
     "font.size": 10,
@@ -56,9 +57,11 @@ def styled(func):
     return wrapper
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A blank Figure of ``width`` x ``height`` inches with constrained layout."""
-    return Figure(figsize=(width, height), layout="constrained")
+def new_figure(width: float, height: float, layout: str = "constrained") -> Figure:
+    """A blank Figure of ``width`` x ``height`` inches with constrained layout
+    (``layout="compressed"``: the same, with the space between fixed-aspect
+    axes such as image grids removed)."""
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def figure_and_axes(ax, width: float, height: float):

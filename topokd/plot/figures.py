@@ -45,7 +45,11 @@ def _diagram_list(diagram) -> list[np.ndarray]:
             arr = arr.reshape(0, 2)
         if arr.ndim != 2 or arr.shape[1] != 2:
             raise ValueError(f"H{dim} diagram must be a (k, 2) array of (birth, death) pairs, got shape {arr.shape}")
-        out.append(arr[~np.isnan(arr).any(axis=1)])
+        arr = arr[~np.isnan(arr).any(axis=1)]
+        if not np.isfinite(arr[:, 0]).all() or np.isneginf(arr[:, 1]).any():
+            raise ValueError(f"H{dim} diagram has an infinite birth or a death of -inf; only deaths may be "
+                             f"infinite (+inf: an essential class)")
+        out.append(arr)
     return out
 
 
@@ -53,13 +57,25 @@ def _diagram_list(diagram) -> list[np.ndarray]:
 def plot_diagram(diagram, ax=None, *, title=None, labels: Sequence[str] | None = None):
     """Scatter of a persistence diagram: birth (x) against death (y).
 
-    ``diagram``: a ``(k, 2)`` array of (birth, death) pairs (taken as H0) or
-    a sequence ``[h0, h1, ...]`` of such arrays; each homology dimension has
-    its own colour and marker and a legend entry with its number of points.
-    The diagonal ``death = birth`` is drawn; points with an infinite death
-    (essential classes) are drawn as triangles on a dashed line at the top
-    edge labelled ``death = ∞``.  ``ax``: draw into these axes (default: a
-    new 4.2 x 4.2 inch figure); ``labels`` override ``"H0", "H1", ...``.
+    Parameters
+    ----------
+    diagram : (k, 2) array or sequence of (k, 2) arrays
+        One array of (birth, death) pairs (drawn as H0), or ``[h0, h1, ...]``
+        (what :func:`topokd.cubical_diagrams` returns).  Each homology
+        dimension gets its own colour (H0 blue, H1 vermillion, H2 green) and
+        marker, and a legend entry with its number of points.  Rows holding
+        NaN are left out (padding); ``-inf`` is refused.
+    ax : matplotlib Axes, optional
+        Draw into these axes; default: a new 4.4 x 4.2 inch figure.
+    title : str, optional
+        Default ``"persistence diagram"``.
+    labels : sequence of str, optional
+        Legend names of the dimensions; default ``"H0", "H1", ...``.
+
+    The diagonal ``death = birth`` is drawn (black line) and both axes
+    share one range, so the diagram is square.  Points with an infinite
+    death (essential classes) are drawn as larger triangles on a dashed
+    line above every finite point, whose y tick reads ``∞``.
     Returns the Figure.
     """
     parts = _diagram_list(diagram)
@@ -85,20 +101,28 @@ def plot_diagram(diagram, ax=None, *, title=None, labels: Sequence[str] | None =
                    edgecolors="white", linewidths=0.4, zorder=3, label=f"{name} ({len(finite)})")
         if len(essential):
             ax.scatter(essential[:, 0], np.full(len(essential), top), s=55, marker="^", color=colour,
-                       edgecolors="black", linewidths=0.6, zorder=4,
-                       label=f"{name} essential, death = ∞ ({len(essential)})")
-    if has_essential:
-        ax.axhline(top, color=S.GREY, lw=0.8, ls="--", zorder=1)
-        ax.annotate("death = ∞", xy=(0.02, top), xycoords=("axes fraction", "data"), xytext=(0, 3),
-                    textcoords="offset points", va="bottom", ha="left", fontsize=8, color=S.GREY)
+                       edgecolors="black", linewidths=0.6, zorder=4, label=f"{name}, death ∞ ({len(essential)})")
     ax.set_xlim(limits)
     ax.set_ylim(limits)
+    if has_essential:
+        ax.axhline(top, color=S.GREY, lw=0.8, ls="--", zorder=1)
+        # the essential row is labelled on the death axis itself; finite ticks too close to it are dropped
+        from matplotlib.ticker import MaxNLocator
+
+        ticks = [t for t in MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if limits[0] <= t <= top - 1.2 * pad]
+        ax.set_yticks([*ticks, top], [_tick_text(t) for t in ticks] + ["∞"])
     ax.set_aspect("equal")
     ax.set_xlabel("birth")
     ax.set_ylabel("death")
-    ax.legend(loc="lower right", frameon=True, framealpha=0.9)
+    # below the diagonal nothing can lie: the lower right corner is free
+    ax.legend(loc="lower right", frameon=True, framealpha=0.9, handletextpad=0.3, borderaxespad=0.3)
     ax.set_title(title if title is not None else "persistence diagram")
     return fig
+
+
+def _tick_text(value: float) -> str:
+    text = f"{value:.6g}"
+    return "0" if text in ("-0", "0") else text.replace("-", "\u2212")
 
 
 # ---------------------------------------------------------------------------
@@ -160,28 +184,59 @@ def _display_image(pi: np.ndarray, cfg: dict | None) -> np.ndarray:
     return pi.T  # stored [birth_bin, persistence_bin]
 
 
+def _check_finite_image(arr: np.ndarray, name: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(arr[idx]) else "infinite"
+        raise ValueError(f"{name} holds {int(bad.sum())} non-finite value(s) (first: {kind} at index {idx}); "
+                         f"a persistence image must be finite")
+
+
 @styled
 def plot_pi(pi, ax=None, *, config=None, title=None, colorbar=True, vmin=None, vmax=None, cmap=None,
             xlabel: bool = True, ylabel: bool = True):
-    """Heatmap of one persistence image with birth on x and persistence on y.
+    """Heatmap of one persistence image: birth on x (increasing to the
+    right), persistence on y (increasing upwards).
 
-    ``pi``: an ``(R, R)`` (or ``(Rb, Rp)``) image as topokd stores it.
-    ``config``: the image parameters -- a dict with ``birth_range``,
-    ``pers_range`` and ``layout`` (a transformer's ``config_``, a preset's
-    ``params``, the ``params`` of a ``topokd pi`` file), or the transformer
-    itself.  ``layout="persim"`` images are indexed ``[birth_bin,
-    persistence_bin]``, ``"legacy"`` ones ``[R - 1 - persistence_bin,
-    birth_bin]``; either way the axes show birth (x) and persistence (y)
-    over their real ranges (see :func:`pi_extent`), low persistence at the
-    bottom.  Without ``config`` the image is taken as persim-layout and the
-    axes count pixels.  ``colorbar``: add one labelled "PI intensity";
-    ``vmin`` / ``vmax`` / ``cmap``: the colour scale (default: the image's
-    range, viridis); ``xlabel`` / ``ylabel``: label the axes.
+    Parameters
+    ----------
+    pi : (R, R) or (Rb, Rp) array
+        One image as topokd stores it (index one sample and channel of a
+        ``(N, C, R, R)`` batch).  Must be finite.
+    ax : matplotlib Axes, optional
+        Draw into these axes; default: a new 4.6 x 3.8 inch figure
+        (4.0 x 3.8 without colour bar).
+    config : dict or transformer, optional
+        The image parameters: a dict with ``birth_range``, ``pers_range``,
+        ``layout`` (and ``resolution``, checked against the image's shape)
+        -- a transformer's ``config_``, a preset's ``params``, the
+        ``params`` of a ``topokd pi`` file -- or the transformer itself.
+        ``layout="persim"`` images are indexed ``[birth_bin,
+        persistence_bin]`` and span exactly ``birth_range`` x
+        ``pers_range``; ``"legacy"`` ones ``[R - 1 - persistence_bin,
+        birth_bin]`` (see :func:`pi_extent` for their extent).  Default
+        ``None``: the image is taken as persim-layout and the axes count
+        pixels.
+    title : str, optional
+        Axes title (default: none).
+    colorbar : bool, default True
+        Add a colour bar labelled "PI intensity".
+    vmin, vmax : float, optional
+        Colour scale limits; default: the image's range.
+    cmap : str, optional
+        Colour map; default ``"viridis"``.
+    xlabel, ylabel : bool, default True
+        Label the axes (grids turn them off on inner panels).
+
     Returns the Figure.
     """
     arr = np.asarray(pi, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(f"plot_pi draws one (R, R) image, got shape {arr.shape}; index one sample and channel")
+    if 0 in arr.shape:
+        raise ValueError(f"plot_pi got an empty image of shape {arr.shape}")
+    _check_finite_image(arr, "the PI")
     cfg = _as_config(config)
     fig, ax = S.figure_and_axes(ax, 4.6 if colorbar else 4.0, 3.8)
     if cfg is not None:
@@ -199,6 +254,11 @@ def plot_pi(pi, ax=None, *, config=None, title=None, colorbar=True, vmin=None, v
     im = ax.imshow(image, origin="lower", extent=extent, aspect="auto", interpolation="nearest",
                    cmap=cmap or S.IMAGE_CMAP, vmin=vmin, vmax=vmax)
     ax.set_box_aspect(image.shape[0] / image.shape[1])
+    if cfg is None:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if xlabel:
         ax.set_xlabel(labels[0])
     if ylabel:
@@ -214,24 +274,50 @@ def _pi_stack(pis, name: str) -> np.ndarray:
     arr = np.asarray(pis, dtype=np.float64)
     if arr.ndim == 2:
         arr = arr[None]
-    if arr.ndim < 3:
+    if arr.ndim != 3:
         raise ValueError(f"{name} must be (R, R) or (n, R, R), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    _check_finite_image(arr, name)
     return arr
 
 
 @styled
 def plot_pi_grid(pis, *, config=None, titles: Sequence[str] | None = None, ncols: int = 4, title=None,
                  shared_scale: bool = True):
-    """A grid of persistence images (``(n, R, R)``, or ``(R, R)``), each
-    drawn as :func:`plot_pi` does, ``ncols`` per row, with one colour scale
-    and colour bar for all (``shared_scale=False``: one per image).
-    ``titles``: one per image (default ``"#0"``, ``"#1"``, ...).
-    Returns the Figure."""
+    """A grid of persistence images, each drawn as :func:`plot_pi` does.
+
+    Parameters
+    ----------
+    pis : (n, R, R) or (R, R) array
+        The images, drawn row by row.
+    config : dict or transformer, optional
+        The image parameters, as for :func:`plot_pi` (one for all images).
+    titles : sequence of str, optional
+        One per image; default ``"#0"``, ``"#1"``, ...
+    ncols : int, default 4
+        Images per row (fewer when there are fewer images).
+    title : str, optional
+        Figure title (default: none).
+    shared_scale : bool, default True
+        One colour scale and one colour bar for all images (so they compare
+        by colour); ``False``: each image its own scale and colour bar.
+
+    Axis labels and tick labels are kept on the outer panels only.
+    Returns the Figure.
+    """
     arr = _pi_stack(pis, "pis")
     n = len(arr)
-    ncols = max(1, min(ncols, n))
+    ncols = max(1, min(int(ncols), n))
     nrows = math.ceil(n / ncols)
-    fig = S.new_figure(2.3 * ncols + (1.0 if shared_scale else 0.7 * ncols), 2.35 * nrows + 0.6)
+    if titles is not None and len(titles) < n:
+        raise ValueError(f"titles has {len(titles)} entries for {n} images")
+    cell = 2.1  # inches of one image; width and height both follow it, so no space is left over
+    aspect = arr.shape[2] / arr.shape[1] if config is None or (_as_config(config) or {}).get(
+        "layout", "persim") == "persim" else arr.shape[1] / arr.shape[2]
+    width = ncols * (cell + (0.95 if not shared_scale else 0.1)) + 0.6 + (0.6 if shared_scale else 0.0)
+    height = nrows * (cell * aspect + 0.5) + 0.45 + (0.35 if title is not None else 0.0)
+    fig = S.new_figure(width, height, layout="compressed")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     vmin, vmax = (float(arr.min()), float(arr.max())) if shared_scale else (None, None)
     for i, ax in enumerate(axes.flat):
@@ -243,7 +329,9 @@ def plot_pi_grid(pis, *, config=None, titles: Sequence[str] | None = None, ncols
                 title=titles[i] if titles is not None else f"#{i}", xlabel=bottom, ylabel=left)
         ax.tick_params(labelbottom=bottom, labelleft=left)
     if shared_scale:
-        fig.colorbar(axes.flat[0].images[0], ax=axes, label="PI intensity", shrink=0.8)
+        # pad is a fraction of the whole grid's width: keep it near 0.2 inch
+        fig.colorbar(axes.flat[0].images[0], ax=axes, label="PI intensity", shrink=0.8 if nrows > 1 else 0.95,
+                     aspect=20 * max(1, nrows) ** 0.5, pad=min(0.05, 0.2 / (ncols * cell)))
     if title is not None:
         fig.suptitle(title)
     return fig
@@ -259,14 +347,29 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 def plot_pi_comparison(exact, predicted, *, config=None, titles: Sequence[str] | None = None, max_rows: int = 4):
     """Exact persistence images beside PI-Net predictions and their error.
 
-    ``exact`` / ``predicted``: images of the same shape, ``(R, R)``,
-    ``(n, R, R)`` or ``(n, C, R, R)`` (flattened to sample-channel pairs).
-    One row per image (the first ``max_rows``), three columns: exact |
-    PI-Net | absolute error.  The first two share one colour scale per row;
-    the error has its own (magma).  Column titles give the row's Pearson
-    correlation ``r`` and maximum absolute error.  ``config``: the image
-    parameters, as for :func:`plot_pi`; ``titles``: a label per row (default
-    ``"sample i"`` or ``"sample i, channel c"``).  Returns the Figure.
+    One row per image (the first ``max_rows``), three columns: the exact
+    PI | the PI-Net prediction | the signed error ``predicted - exact``.
+    The first two share one colour scale (viridis) and colour bar per row;
+    the error has a diverging colour map (blue: PI-Net too low, red: too
+    high) centred on 0 and symmetric (``±max|error|`` of the row).  Column
+    titles give the row's Pearson correlation ``r`` and maximum absolute
+    error.
+
+    Parameters
+    ----------
+    exact, predicted : array
+        Images of the same shape, ``(R, R)``, ``(n, R, R)`` or
+        ``(n, C, R, R)`` (flattened to sample-channel pairs), finite.
+    config : dict or transformer, optional
+        The image parameters, as for :func:`plot_pi`.
+    titles : sequence of str, optional
+        A label per row; default ``"sample i"`` (or ``"sample i, channel
+        c"`` for 4-D input).
+    max_rows : int, default 4
+        Draw at most this many images (the figure title says when some
+        were left out).
+
+    Returns the Figure.
     """
     ex, pr = np.asarray(exact, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     if ex.shape != pr.shape:
@@ -284,20 +387,22 @@ def plot_pi_comparison(exact, predicted, *, config=None, titles: Sequence[str] |
     axes = fig.subplots(rows, 3, squeeze=False)
     for r in range(rows):
         e, p = ex[r], pr[r]
-        err = np.abs(p - e)
+        err = p - e
+        bound = float(np.abs(err).max())
         lo, hi = min(e.min(), p.min()), max(e.max(), p.max())
         last = r == rows - 1
         label = titles[r] if r < len(titles) else f"sample {r}"
         corr = _pearson(e, p)
-        corr_text = "n/a" if math.isnan(corr) else f"{corr:.3f}"
+        corr_text = "n/a" if math.isnan(corr) else f"{corr:.3f}".replace("-", "\u2212")
         plot_pi(e, axes[r, 0], config=config, colorbar=False, vmin=lo, vmax=hi, title=f"{label}: exact",
                 xlabel=last)
         plot_pi(p, axes[r, 1], config=config, colorbar=False, vmin=lo, vmax=hi,
                 title=f"PI-Net (r = {corr_text})", xlabel=last, ylabel=False)
         fig.colorbar(axes[r, 1].images[0], ax=axes[r, :2], label="PI intensity", shrink=0.9, pad=0.02)
-        plot_pi(err, axes[r, 2], config=config, colorbar=False, vmin=0.0, cmap=S.ERROR_CMAP,
-                title=f"|error| (max {err.max():.3g})", xlabel=last, ylabel=False)
-        fig.colorbar(axes[r, 2].images[0], ax=axes[r, 2], label="|PI-Net − exact|", shrink=0.9, pad=0.02)
+        plot_pi(err, axes[r, 2], config=config, colorbar=False, vmin=-bound if bound > 0 else -1.0,
+                vmax=bound if bound > 0 else 1.0, cmap=S.ERROR_CMAP,
+                title=f"error (max |error| {bound:.3g})", xlabel=last, ylabel=False)
+        fig.colorbar(axes[r, 2].images[0], ax=axes[r, 2], label="PI-Net − exact", shrink=0.9, pad=0.02)
     if len(ex) > rows:
         fig.suptitle(f"exact vs PI-Net persistence images (first {rows} of {len(ex)})")
     else:
@@ -310,12 +415,25 @@ def plot_signal_pis(window, pis, *, config=None, channel_names: Sequence[str] | 
                     sample_rate: float | None = None, title=None):
     """A signal window, one line plot per channel, each beside its persistence image.
 
-    ``window``: ``(T, C)`` (or ``(T,)`` for one channel); ``pis``:
-    ``(C, R, R)``, the channel's images in the same order.  The lines share
-    the time axis (seconds with ``sample_rate`` in Hz, else sample index);
-    the images share one colour scale and colour bar, axes as in
-    :func:`plot_pi` with ``config``.  ``channel_names`` label the rows
-    (default ``"channel 0"``, ...).  Returns the Figure.
+    Parameters
+    ----------
+    window : (T, C) or (T,) array
+        The window as given to the PI transformer (one line per channel,
+        drawn unscaled).
+    pis : (C, R, R) array
+        The channels' persistence images, in the same order.
+    config : dict or transformer, optional
+        The image parameters, as for :func:`plot_pi`; its ``scale`` (if
+        any) is named above the images, which are of the scaled channel.
+    channel_names : sequence of str, optional
+        Row labels; default ``"channel 0"``, ...
+    sample_rate : float, optional
+        In Hz: the time axis is in seconds; default: time step index.
+    title : str, optional
+        Figure title (default: none).
+
+    The lines share the time axis; the images share one colour scale and
+    colour bar.  Returns the Figure.
     """
     x = np.asarray(window, dtype=np.float64)
     if x.ndim == 1:
@@ -323,6 +441,9 @@ def plot_signal_pis(window, pis, *, config=None, channel_names: Sequence[str] | 
     images = _pi_stack(pis, "pis")
     if x.ndim != 2:
         raise ValueError(f"window must be (T, C), got shape {x.shape}")
+    if len(x) < 2 or not np.isfinite(x).all():
+        raise ValueError(f"window must hold at least 2 finite time steps, got shape {x.shape}"
+                         + ("" if np.isfinite(x).all() else " with non-finite values"))
     c = x.shape[1]
     if len(images) != c:
         hint = " (is the window (C, T)? pass window.T)" if x.shape[0] == len(images) else ""
@@ -349,7 +470,7 @@ def plot_signal_pis(window, pis, *, config=None, channel_names: Sequence[str] | 
         plot_pi(images[i], pax, config=config, colorbar=False, vmin=vmin, vmax=vmax, xlabel=i == c - 1)
         pax.tick_params(labelbottom=i == c - 1)
         pi_axes.append(pax)
-    line_axes[-1].set_xlabel("time (s)" if sample_rate else "sample")
+    line_axes[-1].set_xlabel("time (s)" if sample_rate else "time step")
     line_axes[0].set_title("signal window (as given)")
     pi_axes[0].set_title("persistence image per channel" + (f"\n(of the channel after scale={scale!r})"
                                                            if scale else ""), fontsize=9.5)
@@ -379,7 +500,10 @@ def load_metrics(metrics) -> tuple[list[dict], int | None]:
             with open(path, newline="") as f:
                 records = [{k: _number(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
         else:
-            records = json.loads(path.read_text())
+            try:
+                records = json.loads(path.read_text())
+            except ValueError as err:
+                raise ValueError(f"{path} is not valid JSON ({err})") from None
         best = None
         summary = folder / "summary.json"
         if summary.is_file():
@@ -402,7 +526,7 @@ def _check_records(records, source: str) -> list[dict]:
     if not isinstance(records, list) or not all(isinstance(r, Mapping) for r in records):
         raise ValueError(f"{source} must hold a list of per-epoch records (dicts)")
     if not records:
-        raise ValueError(f"{source} holds no epoch")
+        raise ValueError(f"{source} holds no epoch (no per-epoch record to plot)")
     return [dict(r) for r in records]
 
 
@@ -430,21 +554,36 @@ def _pretty(key: str) -> str:
 def plot_training_curves(metrics, *, keys: Sequence[str] | None = None, title=None, best_epoch: int | None = None):
     """Training curves of one run, per epoch.
 
-    ``metrics``: a run folder, its ``metrics.json`` / ``metrics.csv`` (what
-    :mod:`topokd.engine.loop` writes), or the list of per-epoch dicts.
-    Panels, sharing the epoch axis: the loss terms (``train_*``,
-    ``*loss*``, ``*mse*``; validation dashed; log scale when they span more
-    than two decades), the accuracies / other metrics (accuracies in %),
-    and the learning rate when it changes.  ``keys``: only these record
-    keys (default: every numeric one).  ``best_epoch``: marked with a
-    dotted line on every panel (default: the folder's ``summary.json``
-    ``best_epoch``, when there is one).  Returns the Figure.
+    Parameters
+    ----------
+    metrics : path or list of dict
+        A run folder, its ``metrics.json`` / ``metrics.csv`` (what
+        :mod:`topokd.engine.loop` writes), or the list of per-epoch dicts
+        (``"epoch"`` optional: default 1, 2, ...).
+    keys : sequence of str, optional
+        Only these record keys; default: every numeric one except
+        ``epoch`` and ``seconds``.
+    title : str, optional
+        Default ``"training curves"``.
+    best_epoch : int, optional
+        Marked with a dotted grey line on every panel; default: the
+        folder's ``summary.json`` ``best_epoch``, when there is one.
+
+    Panels, sharing the epoch axis: the loss terms (``train_*`` except
+    accuracies, ``*loss*``, ``*mse*``, ``*mae*``; validation dashed; log
+    scale when they span more than two decades), the accuracies / other
+    metrics (accuracies in % when they are fractions), and the learning
+    rate when it changes.  A series equal to one already drawn (e.g.
+    ``train_loss`` of a single-term loss) is drawn once, with both names
+    in the legend.  Raises ``ValueError`` when the metrics hold no epoch
+    or nothing numeric to draw.  Returns the Figure.
     """
     records, best_from_file = load_metrics(metrics)
     best = best_epoch if best_epoch is not None else best_from_file
     epochs = np.array([float(r.get("epoch", i + 1)) for i, r in enumerate(records)])
     numeric = [k for k in dict.fromkeys(k for r in records for k in r)
-               if all(isinstance(r.get(k, 0.0), (int, float)) for r in records)]
+               if all(isinstance(r.get(k, 0.0), (int, float)) and not isinstance(r.get(k, 0.0), bool)
+                      for r in records)]
     if keys is not None:
         missing = [k for k in keys if k not in numeric]
         if missing:
@@ -460,28 +599,38 @@ def plot_training_curves(metrics, *, keys: Sequence[str] | None = None, title=No
     others = [k for k in chosen if k not in losses and k not in _SKIP]
     lr = series("lr") if "lr" in numeric and (keys is None or "lr" in keys) else None
     show_lr = lr is not None and np.nanmax(lr) > np.nanmin(lr)
+    if not losses and not others and lr is None:
+        raise ValueError(f"the metrics hold no numeric column to plot (columns: {sorted({k for r in records for k in r})})")
     panels = [("loss", losses)] if losses else []
     if others:
         panels.append(("metric", others))
     if show_lr or not panels:
-        panels.append(("lr", ["lr"] if lr is not None else []))
+        panels.append(("lr", ["lr"]))
     heights = [3.0 if kind == "loss" else 2.3 if kind == "metric" else 1.3 for kind, _ in panels]
     fig = S.new_figure(7.5, sum(heights) + 0.6)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0]
     marker = "o" if len(records) <= 30 else None
     for ax, (kind, names) in zip(axes, panels):
         if kind == "lr":
-            if lr is not None:
-                ax.plot(epochs, lr, color="black", marker=marker, ms=3)
+            ax.plot(epochs, lr, color="black", marker=marker, ms=3)
             ax.set_ylabel("learning rate")
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
             continue
         percent = kind == "metric" and all(_is_accuracy(k) for k in names) and all(
             np.nanmax(series(k)) <= 1.0 for k in names)
-        for i, key in enumerate(names):
+        drawn: list[tuple[np.ndarray, object, list[str]]] = []
+        for key in names:
             values = series(key) * (100 if percent else 1)
-            ax.plot(epochs, values, color=S.PALETTE[i % len(S.PALETTE)], ls="--" if key.startswith("val_") else "-",
-                    marker=marker, ms=3, label=_pretty(key))
+            twin = next((d for d in drawn if d[0].shape == values.shape
+                         and np.allclose(d[0], values, rtol=1e-9, atol=0, equal_nan=True)), None)
+            if twin is not None:  # identical curve: one line, both names
+                twin[2].append(_pretty(key))
+                twin[1].set_label(" = ".join(twin[2]))
+                continue
+            colour = S.PALETTE[len(drawn) % len(S.PALETTE)]
+            (line,) = ax.plot(epochs, values, color=colour, ls="--" if key.startswith("val_") else "-",
+                              marker=marker, ms=3, label=_pretty(key))
+            drawn.append((values, line, [_pretty(key)]))
         if kind == "loss":
             stacked = np.concatenate([series(k) for k in names])
             positive = stacked[np.isfinite(stacked)]
@@ -492,15 +641,18 @@ def plot_training_curves(metrics, *, keys: Sequence[str] | None = None, title=No
             ax.set_ylabel("accuracy (%)" if percent else "value")
     if best is not None:
         for i, ax in enumerate(axes):
-            ax.axvline(best, color=S.GREY, ls=":", lw=1.4, zorder=0, label=f"best epoch ({best})" if i == 0 else None)
-    for ax, (kind, _names) in zip(axes, panels):
-        if kind != "lr":
+            ax.axvline(best, color=S.GREY, ls=":", lw=1.5, zorder=0, label=f"best epoch ({best})" if i == 0 else None)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     from matplotlib.ticker import MaxNLocator
 
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(np.unique(epochs)) <= 10 and np.all(epochs == np.round(epochs)):
+        axes[-1].set_xticks(np.unique(epochs))  # few epochs: one tick each (no 0.5 steps)
+    else:
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel("epoch")
-    if len(epochs) == 1:
+    if len(np.unique(epochs)) == 1:
         axes[-1].set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
     axes[0].set_title(title if title is not None else "training curves")
     return fig
@@ -512,17 +664,28 @@ def plot_training_curves(metrics, *, keys: Sequence[str] | None = None, title=No
 @styled
 def plot_kd_comparison(results: Mapping[str, Sequence[float] | float], *, baseline: str | None = "scratch",
                        title=None, ylabel: str = "test accuracy (%)", percent: bool | None = None):
-    """Bars of each method's mean score over seeds.
+    """Bars of each method's mean score over seeds, with the spread.
 
-    ``results``: method name -> per-seed values (a list, or one number for
-    one seed), drawn in the given order.  Bars show the mean, error bars the
-    standard deviation over seeds (ddof=1; none with one seed), dots each
-    seed.  The ``baseline`` method (if present) is grey and its mean a
-    dashed line across the chart; every bar is annotated with its mean
-    (± std) and, besides the baseline, its difference from it.
-    ``percent``: multiply by 100 (default: when ``ylabel`` has a "%" and
-    every value lies in [0, 1], i.e. the values are fractions).
-    Returns the Figure.
+    Parameters
+    ----------
+    results : mapping of str to list of float (or float)
+        Method name -> per-seed values (one number for one seed), drawn
+        left to right in the given order.  Values must be finite.
+    baseline : str or None, default "scratch"
+        This method (if present) is drawn grey, its mean as a dashed line
+        across the chart, and every other bar is annotated with its
+        difference from it (``Δ``).
+    title : str, optional
+        Default ``"<ylabel without unit> by method (<n> seeds)"``.
+    ylabel : str, default "test accuracy (%)"
+    percent : bool, optional
+        Multiply by 100; default: when ``ylabel`` has a "%" and every value
+        lies in [0, 1] (fractions, as topokd's results hold them).
+
+    Bar height: the mean over seeds.  Error bars: the sample standard
+    deviation over seeds (``numpy.std(ddof=1)``; none for a method with
+    one seed).  Black dots: the individual seeds.  Each bar is annotated
+    with ``mean ± std``.  Bars start at 0.  Returns the Figure.
     """
     if not results:
         raise ValueError("results is empty: nothing to compare")
@@ -531,6 +694,10 @@ def plot_kd_comparison(results: Mapping[str, Sequence[float] | float], *, baseli
     for name, v in zip(names, values):
         if v.size == 0:
             raise ValueError(f"method {name!r} has no value")
+        if v.ndim != 1:
+            raise ValueError(f"method {name!r} must give a list of per-seed numbers, got shape {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"method {name!r} has a non-finite value: {v.tolist()}")
     if percent is None:
         percent = "%" in ylabel and all(((v >= 0) & (v <= 1)).all() for v in values)
     if percent:
@@ -541,12 +708,13 @@ def plot_kd_comparison(results: Mapping[str, Sequence[float] | float], *, baseli
     fig = S.new_figure(max(5.0, 1.25 * len(names) + 2.0), 4.3)
     ax = fig.add_subplot()
     x = np.arange(len(names))
-    colours = [S.GREY if n == baseline else S.PALETTE[i % len(S.PALETTE)] for i, n in enumerate(names)]
+    others = iter(S.PALETTE * (len(names) // len(S.PALETTE) + 1))
+    colours = [S.GREY if n == baseline else next(others) for n in names]
     ax.bar(x, means, width=0.62, color=colours, alpha=0.85, zorder=2)
     has_spread = any(v.size > 1 for v in values)
     if has_spread:
         ax.errorbar(x, means, yerr=np.where([v.size > 1 for v in values], stds, np.nan), fmt="none",
-                    ecolor="black", elinewidth=1.2, capsize=5, zorder=3, label="± std over seeds")
+                    ecolor="black", elinewidth=1.2, capsize=5, zorder=3, label="± 1 std over seeds")
     rng = np.random.default_rng(0)
     for i, v in enumerate(values):
         jitter = rng.uniform(-0.13, 0.13, v.size) if v.size > 1 else np.zeros(1)
@@ -565,9 +733,11 @@ def plot_kd_comparison(results: Mapping[str, Sequence[float] | float], *, baseli
         text = text.replace("-", "\u2212")
         ax.annotate(text, xy=(i, max(m + s, np.max(values[i]))), xytext=(0, 4), textcoords="offset points",
                     ha="center", va="bottom", fontsize=8.5)
-    ax.set_ylim(0, top * 1.22 if top > 0 else 1)
-    ax.set_xticks(x, names, rotation=20 if max(len(n) for n in names) > 10 else 0,
-                  ha="right" if max(len(n) for n in names) > 10 else "center")
+    bottom = min(0.0, float(min(np.min(v) for v in values)), float(np.min(means - stds)))
+    ax.set_ylim(bottom * 1.1, top * 1.22 if top > 0 else 0.1 * abs(bottom) or 1.0)
+    import textwrap
+
+    ax.set_xticks(x, [textwrap.fill(n, 14, break_long_words=False) for n in names])  # wrapped, not rotated
     ax.set_ylabel(ylabel)
     seeds = f"{n_seeds[0]} seed{'s' if n_seeds[0] > 1 else ''}" if len(n_seeds) == 1 else \
         f"{n_seeds[0]}–{n_seeds[-1]} seeds"
@@ -582,7 +752,7 @@ def plot_kd_comparison(results: Mapping[str, Sequence[float] | float], *, baseli
 # compression before / after
 # ---------------------------------------------------------------------------
 def _compression_panels(before: Mapping, after: Mapping) -> list[dict]:
-    """One dict per metric both sides have: label, before/after values, formatter, ratio text."""
+    """One dict per metric both sides have: label, before/after values, formatters, change text."""
 
     def get(d, *path):
         for key in path:
@@ -593,16 +763,23 @@ def _compression_panels(before: Mapping, after: Mapping) -> list[dict]:
 
     panels = []
 
-    def add(label, path, fmt, kind="smaller", err_path=None):
+    def add(label, path, fmt, kind="smaller", err_path=None, axis_fmt=None):
         b, a = get(before, *path), get(after, *path)
         if b is None or a is None:
             return
-        b, a = float(b), float(a)
+        try:
+            b, a = float(b), float(a)
+        except (TypeError, ValueError):
+            raise ValueError(f"compression metric {'/'.join(path)} must be a number, got {b!r} / {a!r}") from None
+        if not (math.isfinite(b) and math.isfinite(a)):
+            raise ValueError(f"compression metric {'/'.join(path)} is not finite: before {b}, after {a}")
         if kind == "accuracy":
-            ratio = f"{(a - b) * 100:+.1f} points"
+            ratio = f"{(a - b) * 100:+.1f} points".replace("-", "\u2212")
         elif a > 0 and b > 0:
             r = b / a
-            if kind == "faster":
+            if abs(r - 1) < 0.005:
+                ratio = "unchanged"
+            elif kind == "faster":
                 ratio = f"{r:.2f}× faster" if r >= 1 else f"{1 / r:.2f}× slower"
             else:
                 ratio = f"{r:.2f}× smaller" if r >= 1 else f"{1 / r:.2f}× larger"
@@ -614,35 +791,56 @@ def _compression_panels(before: Mapping, after: Mapping) -> list[dict]:
             if eb is not None and ea is not None:
                 errs = (float(eb), float(ea))
         panels.append({"label": label, "values": (b, a), "fmt": fmt, "ratio": ratio, "errors": errs,
-                       "kind": kind})
+                       "kind": kind, "axis_fmt": axis_fmt})
 
-    add("accuracy (%)", ("accuracy",), lambda v: f"{v * 100:.1f} %", "accuracy")
+    add("accuracy (%)", ("accuracy",), lambda v: f"{v * 100:.1f} %", "accuracy", axis_fmt=lambda v: f"{v:g}")
     add("parameters", ("params", "total"), S.human)
     add("non-zero parameters", ("params", "nonzero"), S.human)
-    add("file size", ("size_bytes",), S.human_bytes)
+    add("file size", ("size_bytes",), S.human_bytes, axis_fmt=_bytes_tick)
     add("MACs (batch 1)", ("macs",), S.human)
     latency_b, latency_a = get(before, "latency") or {}, get(after, "latency") or {}
-    for bs in latency_b:
+    for bs in sorted(latency_b, key=lambda k: (not str(k).isdigit(), int(k) if str(k).isdigit() else 0, str(k))):
         if bs in latency_a:
             add(f"latency, batch {bs} (ms)", ("latency", bs, "median_ms"), lambda v: f"{v:.3g} ms", "faster",
-                err_path=("latency", bs, "iqr_ms"))
-    add("peak forward memory", ("memory", "peak_bytes"), S.human_bytes)
+                err_path=("latency", bs, "iqr_ms"), axis_fmt=lambda v: f"{v:g}")
+    mem_batch = get(before, "memory", "batch_size")
+    add(f"peak forward memory (batch {mem_batch})" if mem_batch is not None else "peak forward memory",
+        ("memory", "peak_bytes"), S.human_bytes, axis_fmt=_bytes_tick)
     return panels
+
+
+def _bytes_tick(v: float) -> str:
+    return "0" if v == 0 else S.human_bytes(v).replace(".0 ", " ")
 
 
 @styled
 def plot_compression(before: Mapping, after: Mapping, *, title=None, ncols: int = 4):
     """Before / after bars of a compression run, one small panel per metric.
 
-    ``before`` / ``after``: the metric dicts of a compression report
-    (``report.json``'s ``"before"`` / ``"after"``, i.e.
-    :func:`topokd.compress.profile` results plus ``"accuracy"``).  Panels,
-    for each metric both sides have: accuracy, parameters, non-zero
-    parameters, file size, MACs, median latency per batch size (error bars:
-    interquartile range) and peak forward memory.  Each bar is annotated
-    with its value; each panel's title gives the change (``before / after``
-    as "× smaller" / "× faster", accuracy as points).  Returns the Figure.
+    Parameters
+    ----------
+    before, after : mapping
+        The metric dicts of a compression report (``report.json``'s
+        ``"before"`` / ``"after"``, i.e. :func:`topokd.compress.profile`
+        results plus ``"accuracy"`` as a fraction).
+    title : str, optional
+        Default ``"compression: before vs after"``.
+    ncols : int, default 4
+        Panels per row.
+
+    Panels, for each metric both sides have (others are left out):
+    accuracy (%), parameters, non-zero parameters, file size, MACs at
+    batch 1, median latency per batch size, peak forward memory.  Bar
+    heights are the values as stored (accuracy times 100).  The latency
+    error bars span the interquartile range (``iqr_ms``, 75th - 25th
+    percentile of the timed repeats), drawn centred on the median (the
+    report keeps only its width).  Each bar is annotated with its value;
+    each panel's title gives the change (``before / after`` as "×
+    smaller" / "× faster", "unchanged" within 0.5 %, accuracy in points).
+    Raises ``ValueError`` when the two share no metric.  Returns the Figure.
     """
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        raise ValueError("before and after must be the metric dicts of a compression report")
     panels = _compression_panels(before, after)
     if not panels:
         raise ValueError("before/after share no metric to draw (expected keys such as accuracy, params, "
@@ -655,16 +853,17 @@ def plot_compression(before: Mapping, after: Mapping, *, title=None, ncols: int 
     for ax, panel in zip(axes.flat, panels):
         values = np.array(panel["values"]) * (100 if panel["kind"] == "accuracy" else 1)
         errs = panel["errors"]
+        half = [e / 2 for e in errs] if errs else None
         ax.bar([0, 1], values, width=0.6, color=colours, zorder=2,
-               yerr=errs, capsize=4 if errs else 0, error_kw={"elinewidth": 1.0})
+               yerr=half, capsize=4 if errs else 0, error_kw={"elinewidth": 1.0})
         for i, v in enumerate(panel["values"]):
-            ax.annotate(panel["fmt"](v), xy=(i, values[i] + (errs[i] if errs else 0)), xytext=(0, 3),
+            ax.annotate(panel["fmt"](v), xy=(i, values[i] + (half[i] if half else 0)), xytext=(0, 3),
                         textcoords="offset points", ha="center", va="bottom", fontsize=8.5)
         ax.set_xticks([0, 1], ["before", "after"])
-        ax.set_ylim(0, max(values.max() + (max(errs) if errs else 0), 1e-12) * 1.25)
+        ax.set_ylim(0, max(values.max() + (max(half) if half else 0), 1e-12) * 1.25)
         ax.set_title(f"{panel['label']}\n{panel['ratio']}" if panel["ratio"] else panel["label"], fontsize=9.5)
         ax.tick_params(axis="y", labelsize=8)
-        ax.yaxis.set_major_formatter(_short_formatter())
+        ax.yaxis.set_major_formatter(_short_formatter(panel["axis_fmt"]))
         ax.yaxis.grid(True, color="#DDDDDD", lw=0.6, zorder=0)
         ax.set_axisbelow(True)
     for ax in list(axes.flat)[len(panels):]:
@@ -673,7 +872,9 @@ def plot_compression(before: Mapping, after: Mapping, *, title=None, ncols: int 
     return fig
 
 
-def _short_formatter():
+def _short_formatter(fmt=None):
     from matplotlib.ticker import FuncFormatter
 
+    if fmt is not None:
+        return FuncFormatter(lambda v, _pos: fmt(v))
     return FuncFormatter(lambda v, _pos: S.human(v) if abs(v) >= 1000 else f"{v:g}")

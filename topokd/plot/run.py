@@ -251,16 +251,26 @@ def _pi_jobs(here: Path, rel: Path, names: list[str]) -> list[tuple[str, Callabl
         if partner is not None:
             p_shape, p_meta, p_read = exact[partner]
             jobs.append((_name(rel, f"{stem}-vs-{partner[:-4]}"),
-                         lambda r=read, pr=p_read, cfg=p_meta["params"], n=shape[0]: F.plot_pi_comparison(
-                             pr(min(n, 4))[:, 0] if len(shape) == 4 else pr(min(n, 4)),
-                             r(min(n, 4))[:, 0] if len(shape) == 4 else r(min(n, 4)),
-                             config=cfg, titles=[f"sample {i}, channel 0" for i in range(4)])))
+                         _comparison_job(p_read, read, shape, p_meta["params"])))
         else:
             config = _model_pi_params(here, meta)
             jobs.append((_name(rel, f"{stem}-pis"),
                          _pi_grid_job(here / name, shape, {**meta, "params": config}, read,
                                       f"persistence images: {label}")))
     return jobs
+
+
+def _comparison_job(exact_read, predicted_read, shape, config) -> Callable:
+    """Exact vs PI-Net of channel 0 (and H0, for H0+H1 files) of the first 4 samples."""
+
+    def make():
+        k = min(shape[0], 4)
+        index = (slice(None), 0) if len(shape) == 4 else (slice(None), 0, 0) if len(shape) == 5 else (slice(None),)
+        suffix = ", channel 0" + (", H0" if len(shape) == 5 else "") if len(shape) > 3 else ""
+        return F.plot_pi_comparison(exact_read(k)[index], predicted_read(k)[index], config=config,
+                                    titles=[f"sample {i}{suffix}" for i in range(k)])
+
+    return make
 
 
 def _model_pi_params(here: Path, meta: dict) -> dict | None:
