@@ -1,5 +1,5 @@
 # Two targets do all the set-up on a fresh clone (see README):
-#   make demo   -> virtual env + install + PIs of the built-in example
+#   make demo   -> virtual env + install + the whole pipeline on BasicMotions (report in topokd-demo-basic-motions/)
 #   make test   -> virtual env + install + the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/topokd demo --output demo_pis.npz --force
+	$(BIN)/topokd demo --force
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
