@@ -400,7 +400,7 @@ def apply_overrides(raw, overrides: Iterable[str] | None) -> dict:
     """
     import yaml
 
-    out = copy.deepcopy(raw) if raw is not None else {}
+    out = _unshared_copy(raw) if raw is not None else {}
     if not isinstance(out, dict):
         raise ConfigError(f"the config must be a YAML mapping to apply overrides to, got {_short(raw)}")
     for item in overrides or ():
@@ -417,6 +417,18 @@ def apply_overrides(raw, overrides: Iterable[str] | None) -> dict:
             raise ConfigError(f"override {key}: cannot read {text!r} as a YAML value ({first})") from None
         _set(out, _split_key(key), value, key)
     return out
+
+
+def _unshared_copy(value):
+    """A deep copy of nested mappings and lists in which no node is shared:
+    a YAML alias (``train: *defaults``) loads as the same object in two
+    places, and ``copy.deepcopy`` keeps that, so an override of one place
+    (``student.train.epochs=5``) would silently change the other too."""
+    if isinstance(value, dict):
+        return {k: _unshared_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshared_copy(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def _label(parts: list) -> str:

@@ -269,7 +269,12 @@ def read_yaml(path: str | os.PathLike):
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
+        # "line L, column C: <problem>", not PyYAML's multi-line report
+        # (which names the file "<unicode string>")
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ValueError(f"{path} is not valid YAML{where}: {problem}; fix the file's syntax") from None
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

@@ -38,9 +38,17 @@ def run(args) -> int:
     if args.device is not None:
         check_device(args.device, "--device")  # one line now, not torch's AssertionError later
     cfg = load_config(args.config, overrides=args.overrides)
-    for settings in [t.train for t in cfg.teachers.values()] + ([cfg.student.train] if cfg.student else []):
+    trained = set(getattr(args, "teacher", None) or cfg.teachers) if args.command != "distill" else set()
+    stages = [(f"teachers.{n}.train", t.train, n in trained) for n, t in cfg.teachers.items()]
+    stages += [("student.train", cfg.student.train, args.command != "train-teacher")] if cfg.student else []
+    for where, settings, used in stages:
         if args.device:
             settings.device = args.device
+        elif used and settings.device:  # the config's device of a stage that runs, also checked before any work
+            try:
+                check_device(settings.device, f"{where}.device")
+            except ValueError as err:
+                raise ValueError(f"{args.config}: {err}") from None
         if args.quiet:
             settings.progress = False
     runs = dict(resume=args.resume, force=args.force)

@@ -138,6 +138,15 @@ def load_data(spec: str, key: str | None, channels_first: bool = False, channels
     return X
 
 
+def _check_output(path, force: bool, option: str) -> None:
+    """Refuse an output before any work: it exists (without --force) or its folder is missing."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} already exists; pass --force to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{option} {path}: the folder {path.parent} does not exist; create it first")
+
+
 def _input(args) -> np.ndarray:
     spec = getattr(args, "input", None) or args.data
     if not spec:
@@ -145,28 +154,47 @@ def _input(args) -> np.ndarray:
     return load_data(spec, args.key, args.channels_first, args.channels_last)
 
 
-def run(args) -> int:
-    from .._validation import check_device
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 4 or min(widths) < 1:
+        raise ValueError(f"--widths {text}: expected four positive integers, the filters of the conv blocks "
+                         "(e.g. 128,256,512,1024)")
+    return widths
 
+
+def run(args) -> int:
     if args.pinet_command is None:
         raise ValueError("choose a verb: topokd pinet train|predict|evaluate (see --help)")
-    if args.device is not None:
-        check_device(args.device, "--device")  # one line now, not torch's AssertionError later
     spec = getattr(args, "input", None) or args.data
     if args.key is not None and spec and spec.partition(":")[0] in BUILTIN:
         raise ValueError(f"--key applies to .npz inputs, not the built-in data set {spec}; drop --key")
+    # Misuse and unwritable outputs are refused before any work (and before torch loads).
+    report = Path(args.json) if args.pinet_command == "evaluate" and args.json else None
+    if args.pinet_command == "train":
+        _check_output(args.output, args.force, "--output")
+        if args.resume and not args.checkpoint:
+            raise ValueError("--resume continues from a training state: give it with --checkpoint PATH")
+        if args.checkpoint:
+            _check_output(args.checkpoint, True, "--checkpoint")  # rewritten every epoch
+        widths = _widths(args.widths)
+    elif args.pinet_command == "predict":
+        _check_output(args.output, args.force, "--output")
+    if report is not None:
+        _check_output(report, args.force, "--json")
+    if args.device is not None:
+        from .._validation import check_device
+
+        check_device(args.device, "--device")  # one line now, not torch's AssertionError later
     from ..pinet import PINet
 
     if args.pinet_command == "train":
         out = Path(args.output)
-        if out.exists() and not args.force:
-            raise FileExistsError(f"{out} already exists; pass --force to replace it")
-        if args.resume and not args.checkpoint:
-            raise ValueError("--resume continues from a training state: give it with --checkpoint PATH")
         X = _input(args)
         Y = load_data(args.targets, None) if args.targets else None
         pi_params = {"resolution": args.resolution} if args.resolution else {}
-        widths = tuple(int(w) for w in args.widths.split(","))
         est = PINet(args.kind, preset=args.preset, pi_params=pi_params, widths=widths, head=args.head,
                     optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     val_fraction=args.val_fraction, patience=args.patience, device=args.device, seed=args.seed,
@@ -179,11 +207,6 @@ def run(args) -> int:
               f"({len(est.history_)} epochs, best {'val' if 'val_mse' in last else 'train'} MSE "
               f"{est.best_score_ * est.target_scale_ ** 2:.4g}) -> {out}")
         return 0
-    report = Path(args.json) if args.pinet_command == "evaluate" and args.json else None
-    if args.pinet_command == "predict" and Path(args.output).exists() and not args.force:
-        raise FileExistsError(f"{args.output} already exists; pass --force to replace it")
-    if report is not None and report.exists() and not args.force:
-        raise FileExistsError(f"{report} already exists; pass --force to replace it")
     est = PINet.load(args.model, device=args.device, progress=not args.quiet)
     X = _input(args)
     if args.pinet_command == "predict":

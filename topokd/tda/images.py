@@ -340,7 +340,10 @@ class PersistenceImage(StatelessParamsMixin):
 def _images(grid: _Grid, pairs: np.ndarray, counts: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """:meth:`PersistenceImage.transform_pairs` for an already resolved grid."""
     spec = grid.spec
-    pairs[..., 1] -= pairs[..., 0]
+    # Rows past counts[s] are unused padding (np.empty: any bits, NaN and inf
+    # included); subtracting them is harmless but must not warn.
+    with np.errstate(invalid="ignore", over="ignore"):
+        pairs[..., 1] -= pairs[..., 0]
     weights = _weights(spec.weight, pairs, counts)
     raw = np.empty((pairs.shape[0], *grid.kernel_shape), np.float64)
     K.persistence_images(pairs, weights, counts, *grid.b_axis, *grid.p_axis, raw)
