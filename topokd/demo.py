@@ -108,15 +108,13 @@ def check_output(output, force: bool) -> Path:
     return out
 
 
-def _experiment_config(data: str, plan: Plan, device: str | None, progress: bool) -> dict:
+def _experiment_config(data: str, plan: Plan, device: str | None) -> dict:
     def train(epochs, augment=True):
         t = {"epochs": epochs, "batch_size": plan.batch_size, "lr": 0.05}
         if augment:
             t["augment"] = "mix1"
         if device:
             t["device"] = device
-        if not progress:
-            t["progress"] = False
         return t
 
     pi_params = {"resolution": plan.pi_resolution} if plan.pi_resolution else None
@@ -286,13 +284,15 @@ class _Demo:
 
         import yaml
 
-        raw = _experiment_config(self.data, self.plan, self.device, self.progress)
+        raw = _experiment_config(self.data, self.plan, self.device)
         write_atomic(self.work / "config.yaml", yaml.safe_dump(raw, sort_keys=False).encode())
         write_atomic(self.work / "compress.yaml",
                      yaml.safe_dump(_compress_config(self.data, self.plan, self.device), sort_keys=False).encode())
         from .distill.config import load_config
 
         self.cfg = load_config(self.work / "config.yaml")
+        for settings in [t.train for t in self.cfg.teachers.values()] + [self.cfg.student.train]:
+            settings.progress = self.progress
         total = 5
         self.step(1, total, f"loading {self.data} and computing exact persistence images")
         self.exact_pis()
@@ -318,9 +318,8 @@ class _Demo:
         seconds = time.perf_counter() - t0
         s = self.splits
         windows = len(s.train) + len(s.val) + len(s.test)
-        n, t, c = s.train.signals.shape
+        _, t, c = s.train.signals.shape
         r = s.train.pis.shape[-1]
-        pis_per_s = windows * c / max(seconds, 1e-9)
         check = _gudhi_check(s.test.signals)
         self.times["exact PIs (incl. loading)"] = seconds
         self.numbers["data"] = {"name": self.data, "description": s.description, "classes": s.classes,

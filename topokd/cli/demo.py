@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
                     "teacher, students from scratch / KD / topological KD over seeds, compression of the "
                     "topological student. Writes report.md (numbers, figures, the command reproducing each "
                     "step), the configs, run folders and figures into OUTPUT. BasicMotions (default) is small "
-                    "and saturates at 100 %%; --data hapt has headroom. --quick takes about a minute on 2 cores "
+                    "and saturates at 100 %; --data hapt has headroom. --quick takes about a minute on 2 cores "
                     "with BasicMotions.")
     demo.add_argument("--data", choices=("basic-motions", "hapt"), default="basic-motions",
                       help="aeon's BasicMotions (80 windows) or UCI HAPT (~10,000 windows, 30 subjects)")

@@ -71,8 +71,11 @@ class PINet(ParamsMixin):
         Filters of the four convolution blocks (the reference network).
     head : "relu" or "sigmoid", default "relu"
     optimizer : "reference" or "adamw"
-    epochs, batch_size, lr : training length, batch (default 128) and the
-        initial learning rate (default 1e-3).
+    epochs : int, default 100
+        Training epochs (passes over the training windows).
+    batch_size : int, default 128
+    lr : float, default 1e-3
+        The initial learning rate.
     weight_decay : float, default 1e-4
         AdamW's decoupled weight decay (the reference optimizer has none).
     val_fraction : float, default 0.1
@@ -93,10 +96,19 @@ class PINet(ParamsMixin):
     progress : bool, default True
         Progress bars for training and prediction.
 
-    Attributes after ``fit`` / ``load``: ``model_`` (the network),
-    ``model_config_`` (its registry description), ``history_`` (one record
-    per epoch), ``target_scale_`` (the RMS the targets were divided by in
-    training), ``best_score_`` (best monitored MSE, in those scaled units).
+
+    Attributes
+    ----------
+    model_ : torch.nn.Module
+        The trained network (after ``fit`` or ``load``).
+    model_config_ : dict
+        Its registry description (:func:`topokd.models.build_model`).
+    history_ : list of dict
+        One record per epoch.
+    target_scale_ : float
+        The RMS the targets were divided by in training.
+    best_score_ : float
+        Best monitored validation MSE, in those scaled units.
     """
 
     def __init__(self, kind: str = "signal", *, preset: str | None = None, pi_params: dict | None = None,
