@@ -2,7 +2,9 @@
 
 from .augment import (
     AUGMENTATIONS,
+    AmplitudeScale,
     Augmentation,
+    ChannelPermutation,
     Compose,
     GaussianNoise,
     Identity,
@@ -10,6 +12,9 @@ from .augment import (
     Mix2,
     Removal,
     Shift,
+    SurrogateMix,
+    TimeWarp,
+    WindowMix,
     get_augmentation,
 )
 from .config import ExperimentConfig, load_config, parse_config
@@ -60,8 +65,10 @@ __all__ = [
     "train_teacher",
     "AMDLoss",
     "AUGMENTATIONS",
+    "AmplitudeScale",
     "AttentionTransferLoss",
     "Augmentation",
+    "ChannelPermutation",
     "Compose",
     "ConvNet",
     "DDGSDLoss",
@@ -85,8 +92,11 @@ __all__ = [
     "ResNet",
     "Shift",
     "SimilarityPreservingLoss",
+    "SurrogateMix",
+    "TimeWarp",
     "Translator",
     "WideResNet",
+    "WindowMix",
     "build_model",
     "create_model",
     "get_augmentation",

@@ -4,7 +4,10 @@ The transformations studied for knowledge distillation on wearable data by
 Jeon et al. ("Role of Data Augmentation Strategies in Knowledge Distillation
 for Wearable Sensor Data", IEEE IoT Journal 2021, and their later TDA-KD
 papers): removal of a segment, additive Gaussian noise, time shift, and the
-mixes ``Mix1 = Removal + Shift`` and ``Mix2 = Removal + Noise + Shift``.
+mixes ``Mix1 = Removal + Shift`` and ``Mix2 = Removal + Noise + Shift``;
+and label-free ones for training PI-Net surrogates on recomputed targets
+(:class:`AmplitudeScale`, :class:`TimeWarp`, :class:`WindowMix`,
+:class:`ChannelPermutation`, their mix :class:`SurrogateMix`).
 
 All work on torch batches ``(B, C, T)`` (channel-major, as the models of
 :mod:`topokd.distill.models` take them), on any device:
@@ -235,6 +238,146 @@ class Shift(Augmentation):
         return _gather_time(x, source)
 
 
+def _normal(shape: tuple, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normals (float64) drawn on the generator's device, returned on ``device``."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where, dtype=torch.float64).to(device)
+
+
+class AmplitudeScale(Augmentation):
+    """Multiply each window by a random gain: ``out = g * x``, ``g = exp(sigma * z)``.
+
+    ``per_channel=False`` (default): one gain per sample, shared by its
+    channels (the sensor's sensitivity); ``True``: one per (sample, channel).
+    Default ``sigma=0.1`` (gains mostly within x0.8 .. x1.2).  Note that PIs
+    of a preset with ``scale="standardize"`` (e.g. ``standard-signal``) do
+    not change under a per-channel gain: use it for presets without
+    standardisation.  ``sample`` returns ``{"gain": (B, C or 1, 1)}``.
+    """
+
+    def __init__(self, sigma: float = 0.1, per_channel: bool = False):
+        sigma = float(sigma)
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+        self.sigma, self.per_channel = sigma, bool(per_channel)
+
+    def sample(self, x, generator=None) -> dict:
+        _check_batch(x)
+        shape = (x.shape[0], x.shape[1] if self.per_channel else 1, 1)
+        return {"gain": torch.exp(self.sigma * _normal(shape, generator, x.device))}
+
+    def apply(self, x, params) -> torch.Tensor:
+        _check_batch(x)
+        return (x * params["gain"]).to(x.dtype)
+
+
+class TimeWarp(Augmentation):
+    """Smoothly speed up and slow down each window (all channels alike).
+
+    Per sample, ``knots`` log-normal speeds ``exp(sigma * z_k)`` are linearly
+    interpolated over the ``T`` samples; their cumulative sum, rescaled to
+    ``[0, T - 1]``, is the warped time ``tau(t)`` (increasing, ends fixed),
+    and ``out[t] = x(tau(t))`` by linear interpolation between samples.  The
+    window keeps its length and its first and last sample.  Defaults
+    ``sigma=0.2``, ``knots=4`` (after Um et al. 2017, "Data augmentation of
+    wearable sensor data", whose warp uses a cubic spline of the speeds; ours
+    is piecewise linear).  ``sample`` returns ``{"tau": (B, T)}`` float64.
+    """
+
+    def __init__(self, sigma: float = 0.2, knots: int = 4):
+        sigma = float(sigma)
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+        if int(knots) < 1:
+            raise ValueError(f"knots must be >= 1, got {knots}")
+        self.sigma, self.knots = sigma, int(knots)
+
+    def sample(self, x, generator=None) -> dict:
+        _check_batch(x)
+        batch, length = x.shape[0], x.shape[-1]
+        speeds = torch.exp(self.sigma * _normal((batch, self.knots + 1), generator, x.device))
+        if length == 1:
+            return {"tau": torch.zeros(batch, 1, dtype=torch.float64, device=x.device)}
+        per_sample = torch.nn.functional.interpolate(speeds[:, None, :], size=length - 1, mode="linear",
+                                                     align_corners=True)[:, 0]
+        tau = torch.cat([torch.zeros(batch, 1, dtype=torch.float64, device=x.device), per_sample.cumsum(1)], 1)
+        return {"tau": tau * ((length - 1) / tau[:, -1:])}
+
+    def apply(self, x, params) -> torch.Tensor:
+        _check_batch(x)
+        length = x.shape[-1]
+        tau = params["tau"].clamp(0, length - 1)
+        if length == 1:
+            return x.clone()
+        left = tau.floor().long().clamp(max=length - 2)
+        w = (tau - left).to(x.dtype)[:, None, :]
+        return _gather_time(x, left) * (1 - w) + _gather_time(x, left + 1) * w
+
+
+class WindowMix(Augmentation):
+    """Blend each window with another window of the batch:
+    ``out[b] = lam_b * x[b] + (1 - lam_b) * x[p(b)]``.
+
+    ``p`` is a random permutation of the batch and ``lam_b`` uniform in
+    ``[min_weight, 1]`` per sample (default 0.8, so each window stays
+    dominant).  Label-free (no targets are mixed): for surrogate targets such
+    as PI-Net's, whose target is recomputed from the mixed window.
+    ``sample`` returns ``{"partner": (B,), "weight": (B, 1, 1)}``.
+    """
+
+    def __init__(self, min_weight: float = 0.8):
+        self.min_weight = _check_fraction(min_weight, "min_weight", allow_zero=True)
+
+    def sample(self, x, generator=None) -> dict:
+        _check_batch(x)
+        batch = x.shape[0]
+        u = _uniform(batch, generator, x.device)
+        order = torch.argsort(_uniform(batch, generator, x.device))
+        return {"partner": order, "weight": (self.min_weight + (1 - self.min_weight) * u)[:, None, None]}
+
+    def apply(self, x, params) -> torch.Tensor:
+        _check_batch(x)
+        w = params["weight"].to(x.dtype)
+        return w * x + (1 - w) * x[params["partner"]]
+
+
+class ChannelPermutation(Augmentation):
+    """Permute channels within groups of alike channels, per sample.
+
+    ``groups``: channel indices that measure the same quantity on different
+    axes, e.g. ``((0, 1, 2), (3, 4, 5))`` for the accelerometer and
+    gyroscope axes of UCI HAPT and BasicMotions — a permutation of a
+    tri-axial sensor's axes is the window a differently oriented device would
+    record (up to signs).  Channels outside every group stay in place.  There
+    is no default: which channels are alike depends on the data set.
+    ``sample`` returns ``{"source": (B, C)}`` (output channel ``c`` reads
+    input channel ``source[b, c]``).
+    """
+
+    def __init__(self, groups: Sequence[Sequence[int]]):
+        groups = [tuple(int(c) for c in g) for g in groups]
+        flat = [c for g in groups for c in g]
+        if not groups or any(len(g) < 2 for g in groups) or len(set(flat)) != len(flat) or min(flat) < 0:
+            raise ValueError(f"groups must be disjoint groups of >= 2 non-negative channel indices, got {groups}")
+        self.groups = groups
+
+    def sample(self, x, generator=None) -> dict:
+        _check_batch(x)
+        batch, channels = x.shape[0], x.shape[1]
+        if max(c for g in self.groups for c in g) >= channels:
+            raise ValueError(f"groups {self.groups} name a channel the batch does not have ({channels} channels)")
+        source = torch.arange(channels, device=x.device).repeat(batch, 1)
+        for g in self.groups:
+            idx = torch.tensor(g, device=x.device)
+            order = torch.argsort(_uniform(batch * len(g), generator, x.device).view(batch, len(g)), dim=1)
+            source[:, idx] = idx[order]
+        return {"source": source}
+
+    def apply(self, x, params) -> torch.Tensor:
+        _check_batch(x)
+        return x.gather(1, params["source"][:, :, None].expand(-1, -1, x.shape[-1]))
+
+
 class Compose(Augmentation):
     """Apply ``transforms`` in order, sharing one generator.
 
@@ -295,14 +438,35 @@ class Mix2(Compose):
         super().__init__([removal or Removal(), noise or GaussianNoise(), shift or Shift()])
 
 
+class SurrogateMix(Compose):
+    """Label-free augmentation for training PI-Net surrogates on on-the-fly
+    targets: ``Compose([TimeWarp(0.2), WindowMix(0.8), GaussianNoise(0.02),
+    Shift(0.1)])``.  Each changes the window's sublevel-set diagram (so the
+    recomputed target PI differs) while keeping it a plausible sensor
+    window; amplitude gains are left out because the default
+    ``standard-signal`` preset standardises each channel (add
+    :class:`AmplitudeScale` for presets that do not), and channel
+    permutations because which channels are alike depends on the data
+    (add :class:`ChannelPermutation` with its groups)."""
+
+    def __init__(self, warp: TimeWarp | None = None, mix: WindowMix | None = None,
+                 noise: GaussianNoise | None = None, shift: Shift | None = None):
+        super().__init__([warp or TimeWarp(), mix or WindowMix(), noise or GaussianNoise(0.02), shift or Shift()])
+
+
 #: Named augmentations for configs and the command line.
 AUGMENTATIONS: dict[str, Callable[..., Augmentation]] = {
     "none": Identity,
     "removal": Removal,
     "noise": GaussianNoise,
     "shift": Shift,
+    "scale": AmplitudeScale,
+    "warp": TimeWarp,
+    "window-mix": WindowMix,
+    "channel-permutation": ChannelPermutation,
     "mix1": Mix1,
     "mix2": Mix2,
+    "surrogate": SurrogateMix,
 }
 
 
