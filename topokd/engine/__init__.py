@@ -4,10 +4,12 @@ training and compression fine-tuning all run :func:`fit` (see
 resume state format."""
 
 from .loop import Checkpoints, MetricsLog, Monitor, TrainResult, batch_len, copy_frozen, fit, tensor_batches, train_mode
+from .optim import KerasAdam, keras_adam_update
 from .settings import OPTIMIZERS, SCHEDULES, TrainSettings, build_optimizer, lr_at, make_optimizer, schedule_lr
 
 __all__ = [
     "Checkpoints",
+    "KerasAdam",
     "MetricsLog",
     "Monitor",
     "OPTIMIZERS",
@@ -18,6 +20,7 @@ __all__ = [
     "build_optimizer",
     "copy_frozen",
     "fit",
+    "keras_adam_update",
     "lr_at",
     "make_optimizer",
     "schedule_lr",

@@ -69,7 +69,7 @@ class TrainSettings:
         return check_device(self.device or None)
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "keras-adam")
 SCHEDULES = ("cosine", "step", "none")
 
 
@@ -78,8 +78,10 @@ def build_optimizer(params, name: str, *, lr: float, weight_decay: float = 0.0, 
                     eps: float = 1e-8) -> torch.optim.Optimizer:
     """The one optimizer factory: ``"sgd"`` (``momentum``, ``nesterov``),
     ``"adam"`` (L2 ``weight_decay`` in the gradient, ``betas``, ``eps``) or
-    ``"adamw"`` (decoupled ``weight_decay``), over the parameters that
-    require gradients."""
+    ``"adamw"`` (decoupled ``weight_decay``) or ``"keras-adam"``
+    (:class:`topokd.engine.optim.KerasAdam`: Keras' placement of ``eps``;
+    ``betas``, ``eps``, no weight decay), over the parameters that require
+    gradients."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("there are no trainable parameters (all have requires_grad=False)")
@@ -90,6 +92,12 @@ def build_optimizer(params, name: str, *, lr: float, weight_decay: float = 0.0, 
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "keras-adam":
+        from .optim import KerasAdam
+
+        if weight_decay:
+            raise ValueError("optimizer 'keras-adam' has no weight decay (Keras 2.x Adam); pass weight_decay=0")
+        return KerasAdam(params, lr=lr, betas=betas, eps=eps)
     raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 

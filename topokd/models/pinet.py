@@ -13,6 +13,40 @@ BatchNorm uses Keras' defaults (momentum 0.99, i.e. PyTorch ``momentum=0.01``,
 ``eps=1e-3``), as in the reference.  ``widths`` scales the network (tests use
 small widths); the published model is the default.
 
+Options that make a network match the reference exactly, or not (all stored
+in a checkpoint's model description, so :func:`topokd.models.build_model`
+rebuilds the same network; descriptions without them get the defaults, which
+are topokd's original behaviour):
+
+* ``pool_padding="keras"``: Keras ``MaxPooling1D/2D(pool_size=3, strides=2,
+  padding="same")`` (``Signal PI-Net/pi_net.py`` lines 111-114, ``Image
+  PI-Net/pi_net.py`` lines 29-32): ``ceil(L / 2)`` outputs, total padding
+  ``max((ceil(L/2) - 1) * 2 + 3 - L, 0)`` split ``total // 2`` before and the
+  rest after -- ``(0, 1)`` on even ``L``, ``(1, 1)`` on odd ``L`` -- padded
+  cells never win the max.  ``"symmetric"`` (default): torch's
+  ``MaxPool(3, 2, padding=1)``, the same output sizes, equal on odd lengths,
+  but on even lengths every window is shifted one step left, so about half
+  the outputs differ.
+* ``init="glorot"``: Keras' defaults for ``Conv1D/Conv2D/Dense/
+  Conv2DTranspose`` (the reference sets no initialiser): Glorot-uniform
+  kernels, ``U(-b, b)`` with ``b = sqrt(6 / (fan_in + fan_out))`` (for a
+  convolution ``fan = channels * kernel size``), zero biases.  ``"torch"``
+  (default): PyTorch's layer defaults (Kaiming-uniform with ``a = sqrt(5)``,
+  i.e. ``b = 1 / sqrt(fan_in)``, and uniform biases).  BatchNorm starts at
+  ``gamma = 1, beta = 0`` in both.
+* ``head_type="lowrank"`` with ``head_rank=r``: the dense layer
+  ``Linear(F -> P)`` (``P = n*R*R`` outputs of the Signal PI-Net, ``R*R``
+  of the Image PI-Net; it holds 15.4 M of the 17.4 M parameters of the
+  6-channel Signal PI-Net) factorised as ``Linear(F -> r, no bias)`` then
+  ``Linear(r -> P)``: exactly a dense layer of rank ``<= r``, with
+  ``r * (F + P) + P`` parameters instead of ``F * P + P``.  Persistence
+  images are sums of smooth Gaussian bumps on a fixed grid, so a few dozen
+  basis images per output span them well; the factorisation keeps the
+  reference's output path (no new nonlinearity, same output head, same
+  decoder of the Image PI-Net) and is a drop-in at any resolution, where a
+  convolutional decoder would need an upsampling ladder to reach ``R`` (50 is
+  not a power of two).  ``"dense"`` (default): the reference layer.
+
 Registered as ``signal-pinet`` and ``image-pinet`` (:mod:`topokd.models.registry`);
 :mod:`topokd.pinet.models` re-exports them for the PINet estimator.
 
@@ -36,9 +70,13 @@ from torch import nn
 from ..tda.pipeline import SCALES
 from .registry import register_model
 
-__all__ = ["HEADS", "ImagePINet", "PINetModule", "SignalPINet", "scale_channels"]
+__all__ = ["HEADS", "HEAD_TYPES", "INITS", "POOL_PADDINGS", "ImagePINet", "KerasSameMaxPool", "LowRankLinear",
+           "PINetModule", "SignalPINet", "glorot_init_", "keras_same_padding", "scale_channels"]
 
 HEADS = ("relu", "sigmoid")
+POOL_PADDINGS = ("symmetric", "keras")
+INITS = ("torch", "glorot")
+HEAD_TYPES = ("dense", "lowrank")
 _BN = dict(momentum=0.01, eps=1e-3)  # Keras BatchNormalization defaults
 
 
@@ -55,14 +93,98 @@ def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
     return widths
 
 
-def _encoder(conv, bn, pool, in_channels: int, widths: Sequence[int]) -> nn.Sequential:
+def keras_same_padding(length: int, kernel: int = 3, stride: int = 2) -> tuple[int, int]:
+    """``(before, after)`` padding of TensorFlow's ``padding="same"`` on an
+    axis of ``length``: ``ceil(length / stride)`` outputs, total padding
+    ``max((out - 1) * stride + kernel - length, 0)``, ``total // 2`` before and
+    the rest after."""
+    out = -(-int(length) // stride)
+    total = max((out - 1) * stride + kernel - int(length), 0)
+    return total // 2, total - total // 2
+
+
+class KerasSameMaxPool(nn.Module):
+    """Max pooling (``kernel``, ``stride``) with TensorFlow/Keras ``'same'``
+    padding (:func:`keras_same_padding`) on the last ``dims`` axes; padded
+    cells are ``-inf`` so they never win the max.  No parameters, so swapping
+    it for torch's ``MaxPool`` keeps a network's ``state_dict`` keys."""
+
+    def __init__(self, dims: int, kernel: int = 3, stride: int = 2):
+        super().__init__()
+        if dims not in (1, 2):
+            raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+        self.dims, self.kernel, self.stride = dims, int(kernel), int(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad: list[int] = []
+        for length in reversed(x.shape[-self.dims:]):  # F.pad lists the last axis first
+            pad += keras_same_padding(length, self.kernel, self.stride)
+        x = nn.functional.pad(x, pad, value=float("-inf"))
+        pool = nn.functional.max_pool1d if self.dims == 1 else nn.functional.max_pool2d
+        return pool(x, self.kernel, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}, kernel={self.kernel}, stride={self.stride}, padding='same' (Keras)"
+
+
+class LowRankLinear(nn.Module):
+    """``Linear(in -> out)`` of rank ``<= rank``: ``up(down(x))`` with
+    ``down = Linear(in -> rank, bias=False)``, ``up = Linear(rank -> out)``;
+    ``rank * (in + out) + out`` parameters."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = int(in_features), int(out_features), int(rank)
+        self.down = nn.Linear(self.in_features, self.rank, bias=False)
+        self.up = nn.Linear(self.rank, self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+
+def _check_options(pool_padding: str, init: str, head_type: str, head_rank) -> int:
+    for value, name, choices in ((pool_padding, "pool_padding", POOL_PADDINGS), (init, "init", INITS),
+                                 (head_type, "head_type", HEAD_TYPES)):
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    if isinstance(head_rank, bool) or not isinstance(head_rank, int) or head_rank < 1:
+        raise ValueError(f"head_rank must be an integer >= 1, got {head_rank!r}")
+    return int(head_rank)
+
+
+def _dense(in_features: int, out_features: int, head_type: str, rank: int) -> nn.Module:
+    if head_type == "lowrank":
+        return LowRankLinear(in_features, out_features, rank)
+    return nn.Linear(in_features, out_features)
+
+
+def glorot_init_(model: nn.Module) -> nn.Module:
+    """Keras' default initialisation, in place: Glorot-uniform weights
+    (``U(-b, b)``, ``b = sqrt(6 / (fan_in + fan_out))``, with
+    ``fan = channels * kernel size`` for convolutions, as Keras and
+    :func:`torch.nn.init.xavier_uniform_` compute it) and zero biases for
+    every convolution, transposed convolution and linear layer; BatchNorm
+    keeps ``gamma = 1, beta = 0``.  (A transposed convolution's fan-in and
+    fan-out are swapped between Keras and torch; their sum, hence the bound,
+    is the same.)  Returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def _encoder(conv, bn, pool, in_channels: int, widths: Sequence[int], pool_padding: str = "symmetric") -> nn.Sequential:
     layers: list[nn.Module] = []
     prev = in_channels
+    dims = 1 if conv is nn.Conv1d else 2
     for i, width in enumerate(widths):
         layers += [conv(prev, width, 3, padding=1), bn(width, **_BN), nn.ReLU(inplace=True)]
         if i < 3:
-            # 'same' pooling: ceil(L / 2) outputs, as Keras MaxPooling(3, 2, padding="same")
-            layers.append(pool(3, stride=2, padding=1))
+            # 'same' pooling: ceil(L / 2) outputs, as Keras MaxPooling(3, 2, padding="same");
+            # "symmetric" pads (1, 1) always, Keras (0, 1) on even lengths (see the module doc)
+            layers.append(KerasSameMaxPool(dims) if pool_padding == "keras" else pool(3, stride=2, padding=1))
         prev = width
     return nn.Sequential(*layers)
 
@@ -76,11 +198,16 @@ class SignalPINet(nn.Module):
     channel-major.  Any ``T >= 1``.
 
     ``channels_last=True`` takes ``(B, T, n)`` (topokd's ``signal_pis``
-    layout) instead; the layout is never guessed.
+    layout) instead; the layout is never guessed.  ``pool_padding``,
+    ``init``, ``head_type`` / ``head_rank``: see the module docstring
+    (``"keras"``, ``"glorot"``, ``"dense"`` is the authors' network).
+    Parameters: the convolutions and BatchNorm, plus ``F*P + P`` (dense) or
+    ``r*(F + P) + P`` (low rank), ``F = widths[-1]``, ``P = n*R*R``.
     """
 
     def __init__(self, in_channels: int, resolution: int = 50, *, widths: Sequence[int] = (128, 256, 512, 1024),
-                 head: str = "relu", channels_last: bool = False):
+                 head: str = "relu", channels_last: bool = False, pool_padding: str = "symmetric",
+                 init: str = "torch", head_type: str = "dense", head_rank: int = 64):
         super().__init__()
         if int(in_channels) < 1 or int(resolution) < 1:
             raise ValueError(f"in_channels and resolution must be >= 1, got {in_channels}, {resolution}")
@@ -88,9 +215,14 @@ class SignalPINet(nn.Module):
         self.channels_last = bool(channels_last)
         self.widths = _check_widths(widths)
         self.head_name = head
-        self.features = _encoder(nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, self.in_channels, self.widths)
-        self.fc = nn.Linear(self.widths[-1], self.in_channels * self.resolution ** 2)
+        self.head_rank = _check_options(pool_padding, init, head_type, head_rank)
+        self.pool_padding, self.init, self.head_type = pool_padding, init, head_type
+        self.features = _encoder(nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, self.in_channels, self.widths,
+                                 pool_padding)
+        self.fc = _dense(self.widths[-1], self.in_channels * self.resolution ** 2, head_type, self.head_rank)
         self.head = _head(head)
+        if init == "glorot":
+            glorot_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3:
@@ -116,22 +248,30 @@ class ImagePINet(nn.Module):
     ``R x R`` kernel and 'same' output size (TensorFlow's split of the
     padding: ``(R-1)//2`` before, the rest after) to ``c`` maps, BatchNorm and
     the output ``head`` (``"relu"`` as in the reference code; the paper text
-    says sigmoid).  Any ``H, W >= 1``.
+    says sigmoid).  Any ``H, W >= 1``.  ``pool_padding``, ``init``,
+    ``head_type`` / ``head_rank`` (the dense layer ``F -> R*R``): see the
+    module docstring.
     """
 
     def __init__(self, in_channels: int, resolution: int = 50, *, widths: Sequence[int] = (128, 256, 512, 1024),
-                 head: str = "relu"):
+                 head: str = "relu", pool_padding: str = "symmetric", init: str = "torch",
+                 head_type: str = "dense", head_rank: int = 64):
         super().__init__()
         if int(in_channels) < 1 or int(resolution) < 1:
             raise ValueError(f"in_channels and resolution must be >= 1, got {in_channels}, {resolution}")
         self.in_channels, self.resolution = int(in_channels), int(resolution)
         self.widths = _check_widths(widths)
         self.head_name = head
-        self.features = _encoder(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, self.in_channels, self.widths)
-        self.fc = nn.Linear(self.widths[-1], self.resolution ** 2)
+        self.head_rank = _check_options(pool_padding, init, head_type, head_rank)
+        self.pool_padding, self.init, self.head_type = pool_padding, init, head_type
+        self.features = _encoder(nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, self.in_channels, self.widths,
+                                 pool_padding)
+        self.fc = _dense(self.widths[-1], self.resolution ** 2, head_type, self.head_rank)
         self.decoder = nn.ConvTranspose2d(1, self.in_channels, self.resolution)
         self.decoder_bn = nn.BatchNorm2d(self.in_channels, **_BN)
         self.head = _head(head)
+        if init == "glorot":
+            glorot_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
