@@ -13,7 +13,8 @@ from topokd.checkpoint import CheckpointError, load_checkpoint, optimizer_tensor
 from topokd.data import wearable_windows
 from topokd.engine import KerasAdam, build_optimizer
 from topokd.models import build_model
-from topokd.models.pinet import ImagePINet, KerasSameMaxPool, SignalPINet, keras_same_padding
+from topokd.models.pinet import (ConvDecoder, ImagePINet, KerasSameMaxPool, LowRankLinear, SignalPINet,
+                                 keras_same_padding)
 from topokd.pinet import PINet
 from topokd.pinet.estimator import reference_lr, reference_stages
 
@@ -298,3 +299,69 @@ def test_old_checkpoints_without_the_new_keys_load_as_before(windows, tmp_path):
     assert isinstance(loaded.model_.features[3], nn.MaxPool1d) and isinstance(loaded.model_.fc, nn.Linear)
     assert (loaded.pool_padding, loaded.init) == ("symmetric", "torch")
     np.testing.assert_array_equal(loaded.predict(windows[40:]), est.predict(windows[40:]))
+
+
+# -- slim heads -----------------------------------------------------------------
+def _convs_bn(n, widths):
+    counts, prev = 0, n
+    for w in widths:
+        counts += prev * w * 3 + w + 2 * w  # conv + BatchNorm (gamma, beta)
+        prev = w
+    return counts
+
+
+@pytest.mark.parametrize("n, r", [(6, 50), (2, 7)])
+def test_head_parameter_counts_by_hand(n, r):
+    widths, F, P = (128, 256, 512, 1024), 1024, n * r * r
+    enc = _convs_bn(n, widths)
+    count = {h: sum(p.numel() for p in SignalPINet(n, r, head_type=h, head_rank=32).parameters())
+             for h in ("dense", "conv", "lowrank")}
+    assert count["dense"] == enc + F * P + P
+    assert count["lowrank"] == enc + 32 * (F + P) + P
+    s = -(-r // 8)  # conv: Linear(F -> 64 s^2), 3x3 convs 64->32->16->16, 16->n
+    conv = F * 64 * s * s + 64 * s * s + (64 * 32 + 32 * 16 + 16 * 16) * 9 + 32 + 16 + 16 + 16 * n * 9 + n
+    assert count["conv"] == enc + conv
+    if (n, r) == (6, 50):
+        assert (count["dense"], count["conv"], count["lowrank"]) == (17_447_448, 5_313_126, 2_600_216)
+
+
+@pytest.mark.parametrize("head_type", ["conv", "lowrank"])
+def test_slim_heads_shapes(head_type):
+    net = SignalPINet(3, resolution=9, widths=SMALL, head_type=head_type, head_rank=5, channels_last=True).eval()
+    assert isinstance(net.fc, ConvDecoder if head_type == "conv" else LowRankLinear)
+    assert net(torch.randn(4, 11, 3)).shape == (4, 3, 9, 9)
+    image = ImagePINet(2, resolution=13, widths=SMALL, head_type=head_type, head_rank=5, head="sigmoid").eval()
+    out = image(torch.randn(3, 2, 8, 8)).detach()
+    assert out.shape == (3, 2, 13, 13) and 0 <= float(out.min()) and float(out.max()) <= 1
+    with pytest.raises(ValueError, match="head_type must be one of"):
+        SignalPINet(2, head_type="mlp")
+    with pytest.raises(ValueError, match="head_rank must be an integer >= 1"):
+        SignalPINet(2, head_type="lowrank", head_rank=0)
+
+
+@pytest.mark.parametrize("head_type", ["conv", "lowrank"])
+def test_slim_head_round_trips_bit_for_bit(windows, tmp_path, head_type):
+    est = estimator(epochs=2, optimizer="adamw", head_type=head_type, head_rank=6).fit(windows[:40])
+    assert est.model_config_["head_type"] == head_type
+    assert ("head_rank" in est.model_config_) == (head_type == "lowrank")
+    path = est.save(tmp_path / "slim.safetensors")
+    loaded = PINet.load(path, progress=False)
+    assert (loaded.head_type, loaded.model_config_) == (head_type, est.model_config_)
+    for k, v in est.model_.state_dict().items():
+        assert torch.equal(v, loaded.model_.state_dict()[k]), k
+    np.testing.assert_array_equal(loaded.predict(windows[40:]), est.predict(windows[40:]))
+
+
+def test_cli_trains_a_slim_head(windows, tmp_path, capsys):
+    from topokd.cli import main
+
+    np.save(tmp_path / "x.npy", windows[:30])
+    out = tmp_path / "m.safetensors"
+    assert main(["pinet", "train", "--data", str(tmp_path / "x.npy"), "-o", str(out), "--epochs", "1",
+                 "--widths", "4,4,4,8", "--resolution", "8", "--head-type", "conv", "--quiet"]) == 0
+    assert "last val MSE" in capsys.readouterr().out  # the reference mode keeps the last epoch
+    assert PINet.load(out, progress=False).model_config_["head_type"] == "conv"
+    bad = ["pinet", "train", "--data", str(tmp_path / "x.npy"), "-o", str(tmp_path / "n.safetensors")]
+    assert main(bad + ["--head-rank", "0"]) == 1 and "--head-rank 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses an unknown choice
+        main(bad + ["--head-type", "mlp"])

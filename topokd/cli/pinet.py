@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     train.add_argument("--resolution", type=int, help="override the preset's resolution")
     train.add_argument("--widths", default="128,256,512,1024", help="filters of the four conv blocks")
     train.add_argument("--head", choices=("relu", "sigmoid"), default="relu", help="output activation")
+    train.add_argument("--head-type", choices=("dense", "conv", "lowrank"), default="dense",
+                       help="features -> PIs: dense (the reference layer, 15.4 M parameters for 6 channels), conv "
+                            "(small convolutional decoder, 3.2 M) or lowrank (rank --head-rank)")
+    train.add_argument("--head-rank", type=int, default=64, help="rank of the lowrank head")
     train.add_argument("--optimizer", choices=("reference", "adamw"), default="reference",
                        help="reference: the authors' script (Keras Adam(0.99, eps 0.1), stages of 30/30/40 %% "
                             "of the epochs at lr, lr/10, lr/100 with a fresh optimizer each, raw targets, last "
@@ -183,6 +187,8 @@ def run(args) -> int:
         if args.checkpoint:
             _check_output(args.checkpoint, True, "--checkpoint")  # rewritten every epoch
         widths = _widths(args.widths)
+        if args.head_rank < 1:
+            raise ValueError(f"--head-rank {args.head_rank}: the rank of the lowrank head must be >= 1")
     elif args.pinet_command == "predict":
         _check_output(args.output, args.force, "--output")
     if report is not None:
@@ -199,6 +205,7 @@ def run(args) -> int:
         Y = load_data(args.targets, None) if args.targets else None
         pi_params = {"resolution": args.resolution} if args.resolution else {}
         est = PINet(args.kind, preset=args.preset, pi_params=pi_params, widths=widths, head=args.head,
+                    head_type=args.head_type, head_rank=args.head_rank,
                     optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     val_fraction=args.val_fraction, patience=args.patience, device=args.device, seed=args.seed,
                     cache_dir=args.cache_dir, checkpoint=args.checkpoint, progress=not args.quiet)

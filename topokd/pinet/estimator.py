@@ -79,7 +79,7 @@ from ..engine import Checkpoints, Monitor, build_optimizer, schedule_lr, tensor_
 from ..engine import fit as engine_fit
 from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages, check_image_values
 from ..models import build_model
-from ..models.pinet import INITS, POOL_PADDINGS
+from ..models.pinet import HEAD_TYPES, INITS, POOL_PADDINGS
 from .models import HEADS, PINetModule, create_model
 
 OPTIMIZERS = ("reference", "adamw")
@@ -134,6 +134,13 @@ class PINet(ParamsMixin):
     widths : four ints, default (128, 256, 512, 1024)
         Filters of the four convolution blocks (the reference network).
     head : "relu" or "sigmoid", default "relu"
+    head_type : "dense", "conv" or "lowrank", default "dense"
+        The layer from the pooled features to the PIs (see
+        :mod:`topokd.models.pinet`): the reference's dense layer (15.4 M of
+        the 17.4 M parameters of the 6-channel Signal PI-Net), a small
+        convolutional decoder (3.2 M) or a rank-``head_rank`` factorisation.
+    head_rank : int, default 64
+        Rank of the ``"lowrank"`` head (ignored otherwise).
     pool_padding : "keras", "symmetric" or None
         The max-pooling padding (see :mod:`topokd.models.pinet`).  ``None``
         (default): the mode's, ``"keras"`` for ``optimizer="reference"``,
@@ -193,7 +200,8 @@ class PINet(ParamsMixin):
     """
 
     def __init__(self, kind: str = "signal", *, preset: str | None = None, pi_params: dict | None = None,
-                 widths=(128, 256, 512, 1024), head: str = "relu", pool_padding: str | None = None,
+                 widths=(128, 256, 512, 1024), head: str = "relu", head_type: str = "dense", head_rank: int = 64,
+                 pool_padding: str | None = None,
                  init: str | None = None, optimizer: str = "reference",
                  epochs: int = 100, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
                  val_fraction: float = 0.1, patience: int | None = None, device: str | None = None,
@@ -204,6 +212,8 @@ class PINet(ParamsMixin):
         self.pi_params = pi_params
         self.widths = widths
         self.head = head
+        self.head_type = head_type
+        self.head_rank = head_rank
         self.pool_padding = pool_padding
         self.init = init
         self.optimizer = optimizer
@@ -235,6 +245,8 @@ class PINet(ParamsMixin):
         check_choice(self.kind, "kind", KINDS)
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         check_choice(self.head, "head", HEADS)
+        check_choice(self.head_type, "head_type", HEAD_TYPES)
+        _check_int(self.head_rank, "head_rank", 1)
         check_choice(self.pool_padding, "pool_padding", (None, *POOL_PADDINGS))
         check_choice(self.init, "init", (None, *INITS))
         for name in ("epochs", "batch_size"):
@@ -340,7 +352,9 @@ class PINet(ParamsMixin):
         name = "signal-pinet" if self.kind == "signal" else "image-pinet"
         widths = tuple(int(w) for w in self.widths)
         kwargs = dict(in_channels=channels, resolution=self.resolution, widths=widths, head=self.head,
-                      **self._network_options())
+                      head_type=self.head_type, **self._network_options())
+        if self.head_type == "lowrank":
+            kwargs["head_rank"] = int(self.head_rank)
         if self.kind == "signal":
             kwargs["channels_last"] = True
         self.model_config_ = {"name": name, **kwargs, "widths": list(widths)}
@@ -648,7 +662,8 @@ class PINet(ParamsMixin):
         training = meta.get("training", {})
         keep = ("optimizer", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "patience", "seed", "amp")
         # The network options as built (a checkpoint without them: topokd's original layers).
-        options = {"pool_padding": model_cfg.get("pool_padding", "symmetric"), "init": model_cfg.get("init", "torch")}
+        options = {"pool_padding": model_cfg.get("pool_padding", "symmetric"), "init": model_cfg.get("init", "torch"),
+                   "head_type": model_cfg.get("head_type", "dense"), "head_rank": int(model_cfg.get("head_rank", 64))}
         est = cls(meta["kind"], preset=meta.get("preset"), pi_params=_pi_overrides(meta["pi_params"], meta["kind"]),
                   widths=tuple(model_cfg["widths"]), head=model_cfg["head"], device=device, progress=progress,
                   **options, **{k: training[k] for k in keep if k in training})
