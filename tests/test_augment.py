@@ -124,7 +124,8 @@ def test_presets_and_lookup():
     assert get_augmentation("shift", boundary="pad").boundary == "pad"
     with pytest.warns(DeprecationWarning, match=r"renamed Shift\(boundary=...\)"):
         assert Shift(mode="pad").boundary == "pad"
-    assert sorted(AUGMENTATIONS) == ["mix1", "mix2", "noise", "none", "removal", "shift"]
+    assert sorted(AUGMENTATIONS) == ["channel-permutation", "mix1", "mix2", "noise", "none", "removal", "scale",
+                                     "shift", "surrogate", "warp", "window-mix"]
     with pytest.raises(ValueError, match="unknown augmentation 'jitter'"):
         get_augmentation("jitter")
 

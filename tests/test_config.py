@@ -207,7 +207,8 @@ def experiment(tmp_path) -> dict:
     ("student.train.optimizer", "adan",
      "student.train.optimizer must be one of 'sgd', 'adam', 'adamw', got 'adan' (did you mean 'adam'?)"),
     ("student.train.augment", "mixx", "student.train.augment must be one of 'none', 'removal', 'noise', 'shift', "
-                                      "'mix1', 'mix2' or null, got 'mixx'"),
+                                      "'scale', 'warp', 'window-mix', 'channel-permutation', 'mix1', 'mix2', "
+                                      "'surrogate' or null, got 'mixx' (did you mean 'mix2'?)"),
     ("teachers.signal.inputs", "pix", "teachers.signal.inputs must be one of 'signal', 'pi', 'fusion', got 'pix' "
                                       "(did you mean 'pi'?)"),
     ("teachers.signal.inputs", "fusion", "teachers.signal.pi_model is required for inputs 'fusion' and only then"),
