@@ -203,6 +203,14 @@ MISUSE_CASES = [
     (["pinet", "train", "--data", "synthetic", "--key", "X", "-o", "m.safetensors", *TINY_PINET], "drop --key"),
     (["pinet", "train", "--data", "{d}/sig.npy", "-o", "m.safetensors", *TINY_PINET, "--device", "cuda"],
      "--device cuda: "),
+    (["pinet", "train", "--data", "{d}/sig.npy", "-o", "m.safetensors", *TINY_PINET, "--augment", "jiter"],
+     "--augment 'jiter': choose one of surrogate"),
+    (["pinet", "train", "--data", "{d}/sig.npy", "-o", "m.safetensors", *TINY_PINET, "--channel-groups", "0,1"],
+     "give --augment NAME too"),
+    (["pinet", "train", "--data", "{d}/sig.npy", "-o", "m.safetensors", *TINY_PINET, "--augment", "surrogate",
+      "--channel-groups", "0,1/1,2"], "groups must be disjoint"),
+    (["pinet", "train", "--data", "{d}/sig.npy", "-o", "m.safetensors", *TINY_PINET, "--augment", "surrogate",
+      "--channel-groups", "0,1,2/3,40"], "names a channel the data does not have"),
     (["pinet", "predict", "{d}/garbage.safetensors", "{d}/sig.npy", "-o", "out.npz"],
      "is not a readable safetensors checkpoint"),
     (["pinet", "predict", "{m}", "{d}/sig.npy", "-o", "no/out.npz"], "create it first"),
@@ -387,3 +395,15 @@ def test_unused_padding_of_diagram_buffers_never_warns():
         warnings.simplefilter("error")
         images = pi.transform_pairs(pairs, np.array([1, 0]))
     np.testing.assert_array_equal(images, pi.transform([np.array([[0.0, 1.0]]), np.zeros((0, 2))]))
+
+
+def test_pinet_train_on_augmented_windows(data, tmp_path):
+    result = topokd_cli("pinet", "train", "--data", data / "sig.npy", "-o", "m.safetensors", *TINY_PINET,
+                        "--augment", "surrogate", "--channel-groups", "0,1", "--samples-per-epoch", "16",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from topokd.checkpoint import read_metadata
+
+    training = read_metadata(tmp_path / "m.safetensors")["training"]
+    assert training["samples_per_epoch"] == 16
+    assert "SurrogateMix" in training["augment"] and "ChannelPermutation" in training["augment"]

@@ -126,3 +126,87 @@ def test_on_the_fly_targets_are_the_exact_pis_of_the_augmented_windows():
         np.testing.assert_array_equal(targets.numpy(), exact / np.float32(0.5))
         torch.testing.assert_close(inputs, signal * 2.0, rtol=0, atol=0)
         assert not np.allclose(exact, topokd.signal_pis(X[index.numpy()], resolution=12))
+
+
+# -- PINet(augment=..., samples_per_epoch=...) ------------------------------
+TINY = dict(widths=(4, 4, 4, 4), pi_params={"resolution": 8}, batch_size=8, progress=False, device="cpu")
+
+
+def _windows(n=24, t=64, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.normal(size=(n, t, c)), axis=1).astype(np.float32)
+
+
+def test_pinet_batches_are_augmented_windows_and_their_exact_pis():
+    from topokd.pinet import PINet
+
+    X = _windows()
+    est = PINet(augment="surrogate", samples_per_epoch=20, optimizer="adamw", **TINY)
+    est._check_params()
+    est.model_ = est._build(X.shape[2])
+    est.target_scale_ = 2.0
+    module = est._module()
+    batches = list(est._batches(module, X, None, est._augmentation(), torch.device("cpu"))(
+        torch.Generator().manual_seed(5)))
+    assert [len(b[0]) for b in batches] == [8, 8, 4]  # 20 samples per epoch
+    # replay the same draws by hand: a permutation, then one augmentation per batch
+    g = torch.Generator().manual_seed(5)
+    order = torch.randperm(len(X), generator=g)[:20]
+    windows = torch.from_numpy(X).transpose(1, 2)
+    for (inputs, targets), index in zip(batches, order.split(8)):
+        augmented = SurrogateMix()(windows[index], generator=g)
+        assert not torch.equal(augmented, windows[index])
+        expected = topokd.signal_pis(augmented.transpose(1, 2).numpy(), preset="standard-signal", resolution=8)
+        np.testing.assert_allclose(targets.numpy() * 2.0, expected, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(inputs, module.network_input(augmented), rtol=0, atol=0)
+
+
+def test_pinet_fit_with_augment_validates_on_clean_pis_and_round_trips(tmp_path):
+    from topokd.pinet import PINet
+
+    X = _windows()
+    est = PINet(augment="surrogate", samples_per_epoch=40, epochs=2, optimizer="adamw", **TINY).fit(X)
+    assert len(est.history_) == 2 and all(np.isfinite(r["val_mse"]) for r in est.history_)
+    assert np.isfinite(est.predict(X[:3])).all()
+    est.save(tmp_path / "m.safetensors")
+    again = PINet.load(tmp_path / "m.safetensors", progress=False)
+    assert again.augment == "surrogate" and again.samples_per_epoch == 40
+    np.testing.assert_array_equal(again.predict(X[:3]), est.predict(X[:3]))
+
+
+def test_pinet_samples_per_epoch_without_augment_uses_the_precomputed_pis():
+    from topokd.pinet import PINet
+    from topokd.pinet.targets import sampled_batches
+
+    inputs, targets = torch.arange(10.0)[:, None], torch.arange(10.0)[:, None] * 3
+    batches = list(sampled_batches(inputs, targets, batch_size=4, samples_per_epoch=25)(torch.Generator()))
+    assert [len(b[0]) for b in batches] == [4] * 6  # the last batch of one sample is skipped
+    seen = torch.cat([b[0] for b in batches]).flatten()
+    assert torch.equal(torch.cat([b[1] for b in batches]).flatten(), seen * 3)  # pairs stay aligned
+    counts = torch.bincount(seen.long(), minlength=10)
+    assert counts.max() - counts.min() <= 1  # whole permutations
+    est = PINet(samples_per_epoch=30, epochs=1, optimizer="adamw", **TINY).fit(_windows())
+    assert len(est.history_) == 1
+
+
+def test_pinet_augment_errors():
+    from topokd.pinet import PINet
+
+    X = _windows(n=8)
+    with pytest.raises(ValueError, match="pass Y=None"):
+        PINet(augment="surrogate", **TINY).fit(X, np.zeros((8, 3, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="unknown augmentation 'jiter'"):
+        PINet(augment="jiter", **TINY).fit(X)
+    with pytest.raises(ValueError, match="augment applies to signal PI-Nets"):
+        PINet("image", augment="surrogate", **TINY).fit(np.zeros((4, 3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="samples_per_epoch must be"):
+        PINet(samples_per_epoch=0, **TINY).fit(X)
+    with pytest.raises(ValueError, match="augment must be an augmentation name"):
+        PINet(augment=3, **TINY).fit(X)
+
+
+def test_cli_augment_names_are_registered_augmentations():
+    from topokd.cli.pinet import AUGMENT_NAMES
+    from topokd.distill.augment import AUGMENTATIONS
+
+    assert set(AUGMENT_NAMES) == set(AUGMENTATIONS) - {"none", "channel-permutation"}

@@ -62,6 +62,15 @@ def add_parser(sub) -> None:
     train.add_argument("--val-fraction", type=float, default=0.1,
                        help="held-out share for validation and early stopping")
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    train.add_argument("--augment", metavar="NAME",
+                       help="signals: train on augmented windows and their exact PIs computed on the fly, with "
+                            f"this label-free augmentation ({', '.join(AUGMENT_NAMES)}; 'surrogate' is made for "
+                            "this); default: the PIs of the windows as given")
+    train.add_argument("--channel-groups", metavar="GROUPS",
+                       help="with --augment: also permute the axes within each group of alike channels, e.g. "
+                            "0,1,2/3,4,5 for a tri-axial accelerometer and gyroscope")
+    train.add_argument("--samples-per-epoch", type=int,
+                       help="training windows per epoch, drawn as repeated seeded permutations (default: one pass)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
     train.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     train.add_argument("--cache-dir", help="cache computed target PIs here")
@@ -189,6 +198,9 @@ def run(args) -> int:
         widths = _widths(args.widths)
         if args.head_rank < 1:
             raise ValueError(f"--head-rank {args.head_rank}: the rank of the lowrank head must be >= 1")
+        if args.samples_per_epoch is not None and args.samples_per_epoch < 1:
+            raise ValueError(f"--samples-per-epoch {args.samples_per_epoch}: must be >= 1")
+        groups = _augment_args(args)
     elif args.pinet_command == "predict":
         _check_output(args.output, args.force, "--output")
     if report is not None:
@@ -202,10 +214,14 @@ def run(args) -> int:
     if args.pinet_command == "train":
         out = Path(args.output)
         X = _input(args)
+        if groups and max(c for g in groups for c in g) >= X.shape[-1]:
+            raise ValueError(f"--channel-groups {args.channel_groups!r} names a channel the data does not have "
+                             f"({X.shape[-1]} channels, shape {X.shape})")
         Y = load_data(args.targets, None) if args.targets else None
         pi_params = {"resolution": args.resolution} if args.resolution else {}
         est = PINet(args.kind, preset=args.preset, pi_params=pi_params, widths=widths, head=args.head,
-                    head_type=args.head_type, head_rank=args.head_rank,
+                    head_type=args.head_type, head_rank=args.head_rank, augment=_augmentation(args, groups),
+                    samples_per_epoch=args.samples_per_epoch,
                     optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     val_fraction=args.val_fraction, patience=args.patience, device=args.device, seed=args.seed,
                     cache_dir=args.cache_dir, checkpoint=args.checkpoint, progress=not args.quiet)
@@ -242,3 +258,38 @@ def run(args) -> int:
         write_atomic(report, json.dumps(scores, indent=2) + "\n", overwrite=args.force)
     return 0
 
+
+#: Augmentations ``--augment`` takes: those of topokd.distill.augment.AUGMENTATIONS
+#: that need no parameters (channel permutations come with --channel-groups);
+#: listed here so that a bad name is refused before torch loads.
+AUGMENT_NAMES = ("surrogate", "warp", "window-mix", "noise", "shift", "scale", "removal", "mix1", "mix2")
+
+
+def _augment_args(args) -> list[tuple[int, ...]] | None:
+    """Check --augment / --channel-groups; the channel groups, if any."""
+    if args.augment is not None and args.augment.lower() not in AUGMENT_NAMES:
+        raise ValueError(f"--augment {args.augment!r}: choose one of {', '.join(AUGMENT_NAMES)}")
+    if args.augment is not None and args.kind != "signal":
+        raise ValueError("--augment applies to signals (--kind signal); for images train on more patches")
+    if args.channel_groups is None:
+        return None
+    if args.augment is None:
+        raise ValueError("--channel-groups adds channel permutations to an augmentation: give --augment NAME too")
+    try:
+        groups = [tuple(int(c) for c in part.split(",")) for part in args.channel_groups.split("/")]
+    except ValueError:
+        raise ValueError(f"--channel-groups {args.channel_groups!r}: write channel indices as 0,1,2/3,4,5") from None
+    flat = [c for g in groups for c in g]
+    if any(len(g) < 2 for g in groups) or len(set(flat)) != len(flat) or min(flat) < 0:
+        raise ValueError(f"--channel-groups {args.channel_groups!r}: groups must be disjoint, of >= 2 "
+                         "non-negative channel indices each")
+    return groups
+
+
+def _augmentation(args, groups):
+    """The PINet's ``augment``: the name, or the augmentation composed with channel permutations."""
+    if args.augment is None or groups is None:
+        return args.augment
+    from ..distill.augment import ChannelPermutation, Compose, get_augmentation
+
+    return Compose([get_augmentation(args.augment), ChannelPermutation(groups)])

@@ -49,6 +49,14 @@ Its network keeps topokd's original layers (``pool_padding="symmetric"``,
 recommended mode's published numbers were measured with them, and we have
 no measurement yet that the Keras choices train better.
 
+Targets on the fly (signals): with ``augment`` (e.g. ``"surrogate"``, see
+:mod:`topokd.distill.augment`), every epoch draws ``samples_per_epoch``
+training windows, augments them and trains on the exact PIs of the
+augmented windows, computed by the engine inside the batch pipeline
+(:class:`topokd.pinet.targets.AugmentedTargets`); the network never sees
+the same (window, PI) pair twice.  Validation stays on the clean held-out
+windows and their exact PIs.
+
 In both modes ``patience`` stops early.  On CUDA training uses mixed
 precision; on CPU it is float32, seeded and reproducible.
 
@@ -165,6 +173,19 @@ class PINet(ParamsMixin):
     val_fraction : float, default 0.1
         Held-out share of the training data for validation and early
         stopping (ignored when ``fit`` gets validation data).
+    augment : str, callable or None
+        Signals only: a label-free augmentation (a name from
+        :data:`topokd.distill.augment.AUGMENTATIONS`, e.g. ``"surrogate"``,
+        or a callable ``augment(x, generator=...)`` on ``(B, C, T)``
+        batches, e.g. ``Compose([SurrogateMix(), ChannelPermutation(...)])``)
+        applied to each training batch, whose targets are then the exact PIs
+        of the augmented windows, computed on the fly.  ``None`` (default):
+        the precomputed PIs of the training windows.
+    samples_per_epoch : int, optional
+        Training windows per epoch, drawn as seeded permutations of the
+        training split repeated as needed (default: one pass).  With
+        ``augment`` an epoch of more samples than windows sees new
+        augmentations, not repeats.
     patience : int, optional
         Stop after this many epochs without a better validation MSE (in the
         reference mode the last epoch run is still the one kept).
@@ -204,7 +225,8 @@ class PINet(ParamsMixin):
                  pool_padding: str | None = None,
                  init: str | None = None, optimizer: str = "reference",
                  epochs: int = 100, batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 val_fraction: float = 0.1, patience: int | None = None, device: str | None = None,
+                 val_fraction: float = 0.1, augment=None, samples_per_epoch: int | None = None,
+                 patience: int | None = None, device: str | None = None,
                  amp: bool = True, seed: int = 0, cache_dir: str | os.PathLike | None = None,
                  checkpoint: str | os.PathLike | None = None, progress: bool = True):
         self.kind = kind
@@ -222,6 +244,8 @@ class PINet(ParamsMixin):
         self.lr = lr
         self.weight_decay = weight_decay
         self.val_fraction = val_fraction
+        self.augment = augment
+        self.samples_per_epoch = samples_per_epoch
         self.patience = patience
         self.device = device
         self.amp = amp
@@ -253,6 +277,9 @@ class PINet(ParamsMixin):
             _check_int(getattr(self, name), name, 1)
         if self.patience is not None:
             _check_int(self.patience, "patience", 1)
+        if self.samples_per_epoch is not None:
+            _check_int(self.samples_per_epoch, "samples_per_epoch", 1)
+        self._augmentation()
         _check_int(self.seed, "seed", 0)
         if not _is_number(self.val_fraction) or not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
@@ -270,6 +297,22 @@ class PINet(ParamsMixin):
 
     def _device(self) -> torch.device:
         return check_device(self.device)
+
+    def _augmentation(self):
+        """The training augmentation (a callable), or ``None`` for precomputed targets."""
+        if self.augment is None or (isinstance(self.augment, str) and self.augment.lower() == "none"):
+            return None
+        if self.kind != "signal":
+            raise ValueError("augment applies to signal PI-Nets (the augmentations are 1-D); for images train on "
+                             "more patches instead (topokd.data.load_image_patches)")
+        if isinstance(self.augment, str):
+            from ..distill.augment import get_augmentation
+
+            return get_augmentation(self.augment)
+        if not callable(self.augment):
+            raise ValueError(f"augment must be an augmentation name, a callable augment(x, generator=...) or None, "
+                             f"got {type(self.augment).__name__}")
+        return self.augment
 
     # -- targets ------------------------------------------------------------
     def _transformer(self):
@@ -407,6 +450,10 @@ class PINet(ParamsMixin):
         if Y_val is None and X_val is not None and _is_pair_dataset(X_val):
             X_val, Y_val = _materialize(X_val)
         self.model_ = None  # a new network (resume loads its state): no channel check against an old one
+        augment = self._augmentation()
+        if augment is not None and Y is not None:
+            raise ValueError("with augment the targets are the exact PIs of each augmented window: pass Y=None, "
+                             "or augment=None to train on your own targets")
         X = self._check_input(X)
         Y = self._check_targets(X, Y)
         if X_val is None and self.val_fraction > 0 and len(X) >= 2:
@@ -425,7 +472,7 @@ class PINet(ParamsMixin):
         # model.  "reference": raw targets, as the authors' script.
         rms = float(np.sqrt(np.mean(np.square(Y, dtype=np.float64))))
         self.target_scale_ = 1.0 if self.optimizer == "reference" or not rms > 0 else rms
-        result = self._train(X, Y, X_val, Y_val, self.epochs, lr=float(self.lr), resume=resume)
+        result = self._train(X, Y, X_val, Y_val, self.epochs, lr=float(self.lr), resume=resume, augment=augment)
         self.history_ = result.history
         return self
 
@@ -441,13 +488,15 @@ class PINet(ParamsMixin):
             raise ValueError("targets contain NaN or inf")
         return Y
 
-    def _train(self, X, Y, X_val, Y_val, epochs: int, *, lr: float, resume: bool = False):
+    def _train(self, X, Y, X_val, Y_val, epochs: int, *, lr: float, resume: bool = False, augment=None):
         """One run of the training engine on ``(X, Y)``; returns its :class:`TrainResult`.
 
         ``"reference"``: Keras Adam, the stages of :func:`reference_stages`
         (lr, lr/10, lr/100), the optimizer state cleared when a stage
         starts (a fresh Keras optimizer: zero moments, step count 0), the
         last epoch kept.  ``"adamw"``: AdamW, cosine decay, best epoch kept.
+        ``augment``: train on augmented windows and their exact PIs (``Y``
+        unused).
         """
         model, device, epochs = self.model_, self._device(), int(epochs)
         if resume:
@@ -473,8 +522,7 @@ class PINet(ParamsMixin):
 
             restore = "best"
         module = self._module()
-        inputs = module.network_input(self._channel_major(X))
-        targets = self._scaled(Y)
+        batches = self._batches(module, X, Y, augment, device)
 
         def step(batch, generator):
             xb, yb = batch
@@ -491,7 +539,7 @@ class PINet(ParamsMixin):
             monitor = Monitor("val_mse", better="min")
         checkpoints = Checkpoints(state=self.checkpoint, metadata=self._metadata()) if self.checkpoint else None
         result = engine_fit(
-            model, step, tensor_batches(inputs, targets, batch_size=int(self.batch_size), device=device),
+            model, step, batches,
             epochs=epochs, optimizer=optimizer, lr_schedule=lr_schedule, on_epoch_start=on_epoch_start,
             device=device, amp=bool(self.amp), seed=int(self.seed), validate=validate, monitor=monitor,
             patience=self.patience, checkpoints=checkpoints, resume=resume, restore=restore,
@@ -499,6 +547,24 @@ class PINet(ParamsMixin):
             nan_hint="lower lr or use optimizer='reference'")
         self.best_score_ = result.best_record[monitor.key] if result.best_record else math.inf
         return result
+
+    def _batches(self, module, X, Y, augment, device):
+        """The engine's ``batches(generator)``: augmented windows with their exact
+        PIs (``augment``), or the precomputed pairs, ``samples_per_epoch`` per epoch."""
+        from .targets import AugmentedTargets, sampled_batches
+
+        if augment is not None:
+            from ..distill.trainer import OnlinePIs
+
+            return AugmentedTargets(self._channel_major(X), augment, OnlinePIs(self._transformer()),
+                                    batch_size=int(self.batch_size), network_input=module.network_input,
+                                    target_scale=self.target_scale_, samples_per_epoch=self.samples_per_epoch,
+                                    device=device)
+        inputs, targets = module.network_input(self._channel_major(X)), self._scaled(Y)
+        if self.samples_per_epoch is not None:
+            return sampled_batches(inputs, targets, batch_size=int(self.batch_size),
+                                   samples_per_epoch=int(self.samples_per_epoch), device=device)
+        return tensor_batches(inputs, targets, batch_size=int(self.batch_size), device=device)
 
     def _check_resumable(self) -> None:
         """Refuse to resume a training state that another mode wrote (its
@@ -605,6 +671,7 @@ class PINet(ParamsMixin):
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         self._check_params()
         model = self._require_model()
+        augment = self._augmentation() if Y is None else None
         X = self._check_input(X)
         Y = self._check_targets(X, Y)
         if strategy == "FS":
@@ -617,7 +684,7 @@ class PINet(ParamsMixin):
             Y_val = self._check_targets(X_val, Y_val)
         try:
             result = self._train(X, Y, X_val, Y_val, epochs or int(self.epochs),
-                                 lr=lr or float(self.lr) * 0.1)
+                                 lr=lr or float(self.lr) * 0.1, augment=augment)
         finally:
             for p in model.parameters():
                 p.requires_grad_(True)
@@ -635,7 +702,8 @@ class PINet(ParamsMixin):
             "training": {"optimizer": self.optimizer, "schedule": MODE_SCHEDULE[self.optimizer], "epochs": self.epochs, "batch_size": self.batch_size,
                          "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed,
                          "val_fraction": self.val_fraction, "patience": self.patience, "head": self.head,
-                         "amp": self.amp},
+                         "amp": self.amp, "augment": _augment_name(self.augment),
+                         "samples_per_epoch": self.samples_per_epoch},
             "target_scale": self.target_scale_,
             "history": getattr(self, "history_", []),
         }
@@ -660,11 +728,16 @@ class PINet(ParamsMixin):
             if want is not None and want != got:
                 raise CheckpointError(f"{path} holds a PI-Net with {name}={got!r}, you asked for {want!r}")
         training = meta.get("training", {})
-        keep = ("optimizer", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "patience", "seed", "amp")
+        keep = ("optimizer", "epochs", "batch_size", "lr", "weight_decay", "val_fraction", "patience", "seed", "amp",
+                "samples_per_epoch")
         # The network options as built (a checkpoint without them: topokd's original layers).
         options = {"pool_padding": model_cfg.get("pool_padding", "symmetric"), "init": model_cfg.get("init", "torch"),
                    "head_type": model_cfg.get("head_type", "dense"), "head_rank": int(model_cfg.get("head_rank", 64))}
+        augment = training.get("augment")
+        if isinstance(augment, str) and augment.startswith("<"):
+            augment = None  # a custom callable: not stored; set est.augment to train further with it
         est = cls(meta["kind"], preset=meta.get("preset"), pi_params=_pi_overrides(meta["pi_params"], meta["kind"]),
+                  augment=augment,
                   widths=tuple(model_cfg["widths"]), head=model_cfg["head"], device=device, progress=progress,
                   **options, **{k: training[k] for k in keep if k in training})
         est._check_params()
@@ -678,6 +751,13 @@ class PINet(ParamsMixin):
         engine = meta.get("engine")
         est.history_ = list(engine["history"] if isinstance(engine, dict) else meta.get("history", []))
         return est
+
+
+def _augment_name(augment) -> str | None:
+    """``augment`` for the metadata: its name, or ``<repr>`` of a custom callable."""
+    if augment is None or isinstance(augment, str):
+        return augment
+    return f"<{augment!r}>"
 
 
 def _is_pair_dataset(data) -> bool:

@@ -27,6 +27,17 @@ def draw_order(n: int, samples: int, generator: torch.Generator) -> torch.Tensor
     return torch.cat([torch.randperm(n, generator=generator) for _ in range(rounds)])[:samples]
 
 
+def epoch_batches(n: int, samples: int, batch_size: int, generator: torch.Generator,
+                  min_batch: int = 2) -> Iterator[torch.Tensor]:
+    """The index batches of one epoch of ``samples`` draws (:func:`draw_order`);
+    a last batch smaller than ``min_batch`` is skipped (BatchNorm in train
+    mode needs two samples) unless the epoch itself is that small."""
+    for index in draw_order(n, samples, generator).split(batch_size):
+        if len(index) < min_batch <= samples:
+            continue
+        yield index
+
+
 class AugmentedTargets:
     """``batches(generator)`` for :func:`topokd.engine.fit`: ``(inputs, targets)``
     pairs of augmented windows and their exact PIs.
@@ -55,13 +66,25 @@ class AugmentedTargets:
         return signal, self.pis(signal)
 
     def __call__(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = draw_order(len(self.windows), self.samples_per_epoch, generator)
-        for index in order.split(self.batch_size):
-            if len(index) < self.min_batch <= self.samples_per_epoch:
-                continue
+        for index in epoch_batches(len(self.windows), self.samples_per_epoch, self.batch_size, generator,
+                                   self.min_batch):
             signal, targets = self.batch(index, generator)
             targets = targets / np.float32(self.target_scale) if self.target_scale != 1.0 else targets
             yield self.network_input(signal).to(self.device), targets.to(self.device)
 
 
-__all__ = ["AugmentedTargets", "draw_order"]
+def sampled_batches(*tensors: torch.Tensor, batch_size: int, samples_per_epoch: int, device=None,
+                    min_batch: int = 2) -> Callable[[torch.Generator], Iterator[tuple]]:
+    """``batches(generator)`` over aligned precomputed tensors with epochs of
+    ``samples_per_epoch`` samples (:func:`draw_order`), for training on fixed
+    targets with the same notion of an epoch as :class:`AugmentedTargets`."""
+    n = len(tensors[0])
+
+    def batches(generator: torch.Generator):
+        for index in epoch_batches(n, int(samples_per_epoch), int(batch_size), generator, min_batch):
+            yield tuple(t[index].to(device) for t in tensors)
+
+    return batches
+
+
+__all__ = ["AugmentedTargets", "draw_order", "epoch_batches", "sampled_batches"]
