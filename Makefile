@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test docs bench bench-pinet bench-distill bench-distill-hapt bench-compress bench-cli clean
+.PHONY: install demo test docs bench bench-pinet bench-pinet-image bench-distill bench-distill-hapt bench-compress bench-cli clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(STAMP)
 
 bench-pinet: $(STAMP)
 	$(BIN)/python benchmarks/bench_pinet.py
+
+bench-pinet-image: $(STAMP)
+	$(BIN)/python benchmarks/bench_pinet_image.py
 
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/bench_distill.py
