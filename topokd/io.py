@@ -97,6 +97,7 @@ class NpyStream:
 
     def __init__(self, path: str | os.PathLike, key: str | None = None):
         label = f"{path}:{key}" if key else str(path)
+        self.key = key
         self._zip = zipfile.ZipFile(path) if key is not None else None
         self._fh = self._zip.open(key + ".npy") if key is not None else open(path, "rb")
         try:
@@ -281,3 +282,71 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """The JSON metadata stored by :class:`NpzChunkWriter`."""
     with np.load(path, allow_pickle=False) as data:
         return json.loads(str(data["meta"]))
+
+
+class ArrayRows:
+    """Random-access row reader of a ``.npy`` file or an ``.npz`` member that
+    can be sent to other processes (it pickles as its path and key only).
+
+    ``rows[lo:hi]`` (or ``rows[lo:hi, ...]`` with full slices on the other
+    axes, what ``dask.array.from_array`` asks for) returns a new array of
+    those rows.  ``.npy`` rows are read with one seek and one read; an
+    ``.npz`` member is read forward from the last position (the stream is
+    kept open between calls in one process), so reading a compressed member
+    out of order decompresses it again from the start.  Never unpickles.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str | None = None):
+        self.path = os.path.abspath(path)  # absolute: workers in other directories read it too
+        self.key = key
+        self._stream = None
+        with open_array(path, key) as stream:  # validates the file, the key and the dtype
+            self.key = stream.key  # None for a .npy file
+            self.shape, self.dtype, self.ndim, self.size = stream.shape, stream.dtype, stream.ndim, stream.size
+            self._data_offset = stream._fh.tell() if self.key is None else None
+        self._row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        st = os.stat(self.path)
+        self._identity = (self.path, self.key, st.st_size, st.st_mtime_ns)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_stream"] = None
+        return state
+
+    def __dask_tokenize__(self):
+        return ("topokd.io.ArrayRows", *self._identity)
+
+    def __getitem__(self, item):
+        rest = ()
+        if isinstance(item, tuple):
+            item, rest = item[0], item[1:]
+            if any(not (isinstance(s, slice) and s == slice(None)) and
+                   not (isinstance(s, slice) and s.indices(n) == (0, n, 1))
+                   for s, n in zip(rest, self.shape[1:])):
+                raise TypeError("ArrayRows supports only row slices [lo:hi] (full slices on the other axes)")
+        if not isinstance(item, slice) or item.step not in (None, 1):
+            raise TypeError("ArrayRows supports only contiguous row slices [lo:hi]")
+        lo, hi, _ = item.indices(self.shape[0])
+        n = max(hi - lo, 0)
+        if self.key is None:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._data_offset + lo * self._row_bytes)
+                buf = fh.read(n * self._row_bytes)
+            if len(buf) != n * self._row_bytes:
+                raise ValueError(f"{self.path}: the array data ended early: the file is truncated or corrupt")
+            return np.frombuffer(buf, dtype=self.dtype).reshape((n, *self.shape[1:])).copy()
+        if self._stream is None or self._stream._pos > lo:
+            self.close()
+            self._stream = NpyStream(self.path, self.key)
+        while self._stream._pos < lo:  # read forward to lo (member streams cannot seek), a bounded piece at a time
+            pos = self._stream._pos
+            self._stream[pos:min(lo, pos + max(1, (64 << 20) // max(self._row_bytes, 1)))]
+        return self._stream[lo:hi].copy()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

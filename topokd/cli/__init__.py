@@ -21,6 +21,8 @@ EPILOG = """examples:
   topokd pi windows.npz --key X -o pis.npz --kind signal --preset tda-kd-signal
   topokd pi cifar.npy -o pis.npz --kind image --channels-last --preset pinet-image
   topokd pi cifar.npy -o pis.npz --kind image --channels-last --mode cubical --resolution 32
+  topokd pi windows.npy -o pis.zarr --kind signal --scheduler local:2
+  topokd pi windows.npy -o /shared/pis.zarr --kind signal --scheduler tcp://head:8786
   topokd presets
   topokd pinet train --data basic-motions:train -o bm.safetensors --optimizer adamw
   topokd compress runs/x/student/best.safetensors compress.yaml -o runs/x/compressed
@@ -81,14 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         "pi", help="persistence images of signal windows or image channels",
         description=(
             "Compute per-channel persistence images of an array file and stream them to an .npz "
-            "(array 'pis' plus JSON 'meta').  Signals are (N, T, C), images (N, C, H, W); "
+            "(array 'pis' plus JSON 'meta') or a chunked Zarr store (.zarr: array 'pis', parameters in "
+            "its attributes, resumable).  Signals are (N, T, C), images (N, C, H, W); "
             "the input is read in chunks (memory-mapped .npy, or streamed .npz member), so "
-            "inputs larger than memory work."
+            "inputs larger than memory work.  A .zarr output that a stopped run left incomplete is "
+            "resumed by the same command (only the missing chunks are computed); --scheduler runs it "
+            "on Dask (a LocalCluster or the workers of a dask.distributed scheduler)."
         ),
         formatter_class=HelpFormatter,
     )
     pi.add_argument("input", help="input .npy or .npz file")
-    pi.add_argument("-o", "--output", required=True, help="output .npz file")
+    pi.add_argument("-o", "--output", required=True,
+                    help="output .npz file, or .zarr store (chunked, resumable; needs the 'distributed' extra)")
     pi.add_argument("--kind", choices=("signal", "image"), required=True, help="what the input holds")
     pi.add_argument("--key", help="array to read from an .npz input (default: its only array)")
     pi.add_argument("--mode", choices=MODES, default="flatten",
@@ -119,7 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=int, default=512, help="samples per chunk")
     run.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="dtype of the output PIs")
     run.add_argument("--compress", action="store_true", help="deflate the output archive")
-    run.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    run.add_argument("--force", action="store_true",
+                     help="overwrite OUTPUT if it exists (a .zarr store made with the same parameters and input "
+                          "is resumed without it; a complete or different one needs it)")
+    run.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
+                     help="compute on Dask (.zarr output only): the workers of the dask.distributed scheduler "
+                          "at ADDRESS (e.g. tcp://host:8786; INPUT and OUTPUT must be at the same paths on "
+                          "every worker), or local[:N], a LocalCluster of N worker processes (default 2)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("presets", help="list the parameter presets and where they come from",
@@ -168,6 +180,11 @@ def _run_pi(args) -> int:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
 
     out = Path(args.output)
+    if out.suffix.lower() == ".zarr":
+        return _run_pi_zarr(args, transformer, out)
+    if args.scheduler is not None:
+        raise ValueError("--scheduler needs a .zarr output (a chunked store the workers write and a stopped run "
+                         "resumes); use -o OUT.zarr, or drop --scheduler for an .npz")
     if out.exists() and not args.force:  # before reading anything
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
     source = open_array(args.input, args.key)
@@ -225,6 +242,126 @@ def _run_pi(args) -> int:
         if close is not None:
             close()
     print(f"wrote {path}: pis {out_shape} {args.dtype} in {elapsed:.2f} s ({n / max(elapsed, 1e-9):.0f} samples/s)")
+    return 0
+
+
+def _parse_scheduler(text: str) -> tuple[str, int | str]:
+    """``("local", N)`` for ``local`` / ``local:N``, else ``("address", text)``."""
+    if text == "local" or text.startswith("local:"):
+        count = text.partition(":")[2] or "2"
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"--scheduler local:N needs a whole number of workers N >= 1, got {text!r}")
+        return "local", int(count)
+    if not text.strip():
+        raise ValueError("--scheduler needs an address (e.g. tcp://host:8786) or local[:N]")
+    return "address", text
+
+
+def _dask_client(spec: tuple[str, int | str]):
+    """A ``dask.distributed.Client`` (a context manager) for ``spec``: a new
+    LocalCluster of worker processes, one thread each (numba's threads split
+    the cores between them), or the scheduler at an address."""
+    import contextlib
+    import logging
+    import os
+
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("--scheduler needs dask.distributed: pip install 'topokd[distributed]'") from None
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # no log lines: errors are one line
+    kind, value = spec
+    stack = contextlib.ExitStack()
+    if kind == "local":
+        threads = max(1, (os.cpu_count() or 1) // int(value))
+        cluster = stack.enter_context(distributed.LocalCluster(
+            n_workers=int(value), threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.CRITICAL, env={"NUMBA_NUM_THREADS": str(threads)}))
+        stack.enter_context(distributed.Client(cluster))
+        return stack
+    try:
+        client = distributed.Client(value, timeout="10s")
+    except (OSError, TimeoutError) as err:
+        stack.close()
+        raise OSError(f"cannot reach the dask scheduler at {value}: {one_line(err)}") from None
+    stack.enter_context(client)
+    return stack
+
+
+class _MovedAxes:
+    """Rows of ``source`` with their channel axis moved into topokd's layout
+    ((N, C, T) -> (N, T, C), or (N, H, W, C) -> (N, C, H, W)), block by block."""
+
+    def __init__(self, source, channels_first: bool):
+        self.source, self.channels_first = source, channels_first
+        s = tuple(source.shape)
+        self.shape = (s[0], s[2], s[1]) if channels_first else (s[0], s[3], s[1], s[2])
+        self.dtype, self.ndim, self.size = source.dtype, source.ndim, source.size
+
+    def __getitem__(self, item):
+        block = self.source[item]
+        return np.ascontiguousarray(np.swapaxes(block, 1, 2) if self.channels_first else np.moveaxis(block, 3, 1))
+
+
+def _run_pi_zarr(args, transformer, out: Path) -> int:
+    """``topokd pi ... -o OUT.zarr``: a resumable chunked store (see
+    :func:`topokd.tda.distributed.write_pis_zarr`), on Dask with --scheduler."""
+    from .._validation import check_layout
+    from ..io import ArrayRows
+    from ..tda import distributed as dz
+
+    spec = _parse_scheduler(args.scheduler) if args.scheduler is not None else None
+    attrs = None if args.force else dz.store_attrs(out)  # before reading anything
+    if attrs is not None and attrs.get("complete"):
+        raise FileExistsError(f"{out} is already complete; pass --force to compute it again")
+    source = ArrayRows(args.input, args.key)
+    try:
+        shape = tuple(source.shape)
+        expected = 3 if args.kind == "signal" else 4
+        if len(shape) != expected:
+            raise ValueError(
+                f"{args.input} holds an array of shape {shape}; --kind {args.kind} needs {expected} dimensions"
+            )
+        axes = "(N, T, C)" if args.kind == "signal" else "(N, C, H, W)"
+        try:
+            check_layout(source, "X", expected, axes)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{args.input}: {err}") from None
+        X = _MovedAxes(source, args.channels_first) if (args.channels_first or args.channels_last) else source
+        transformer.output_shape(X)  # layout errors before any work
+        from tqdm import tqdm
+
+        params = {k: v for k, v in transformer.get_params().items() if k not in ("preset", "mode")}
+        kwargs = dict(kind=args.kind, mode=args.mode, preset=args.preset, chunk_size=args.chunk_size,
+                      dtype=args.dtype, overwrite=args.force,
+                      extra_attrs={"input": str(args.input), "key": source.key}, **params)
+        computed = [0]
+        started = time.perf_counter()
+        with tqdm(total=shape[0], unit="sample", disable=args.quiet, file=sys.stderr) as bar:
+            def tick(samples: int) -> None:
+                computed[0] += samples
+                bar.update(samples)
+
+            kwargs["on_chunk"] = tick
+            if spec is None:
+                result = dz.write_pis_zarr(X, out, **kwargs)
+            else:
+                with _dask_client(spec):
+                    import dask.array as da
+
+                    lazy = da.from_array(source, chunks=(args.chunk_size, *shape[1:]), lock=False,
+                                         meta=np.empty((0,) * len(shape), source.dtype))
+                    if args.channels_first:
+                        lazy = da.swapaxes(lazy, 1, 2)
+                    elif args.channels_last:
+                        lazy = da.moveaxis(lazy, 3, 1)
+                    result = dz.write_pis_zarr(lazy, out, **kwargs)
+        elapsed = time.perf_counter() - started
+    finally:
+        source.close()
+    kept = f", {result.kept} kept from an earlier run" if result.kept else ""
+    print(f"wrote {out}: pis {result.shape} {args.dtype}, {result.computed} of {result.n_chunks} chunks computed"
+          f"{kept} in {elapsed:.2f} s ({computed[0] / max(elapsed, 1e-9):.0f} samples/s)")
     return 0
 
 

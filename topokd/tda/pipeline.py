@@ -10,6 +10,7 @@ Work is done ``chunk_size`` samples at a time, so memory stays bounded and
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -260,6 +261,22 @@ class SignalPersistenceImages(_PersistenceImagesBase):
 
     kind = "signal"
 
+    def output_shape(self, X) -> tuple[int, ...]:
+        """The shape of ``transform(X)``, ``(N, C, *image_shape)``, after the
+        checks of ``X``'s layout that need no data (dtype, dimensions, empty
+        axes, ``T >= 2``); raises the ``TypeError`` / ``ValueError`` that
+        :meth:`transform` would."""
+        arr = _array_like(X)
+        hint = "For a single channel use X[..., None]; for one window use X[None]." if arr.ndim == 2 else ""
+        check_layout(arr, "X", 3, "(N, T, C)", hint)
+        n, t, c = arr.shape
+        if t < 2:
+            raise ValueError(
+                f"signals need at least 2 time steps, got T={t} (X has shape {arr.shape}); "
+                "check that X is laid out (N, T, C)"
+            )
+        return (int(n), int(c), *self.image_shape)
+
     def __init__(self, preset: str | None = None, *, resolution=PRESET, birth_range=PRESET, pers_range=PRESET,
                  sigma=PRESET, weight=PRESET, normalize=PRESET, layout=PRESET, min_persistence=PRESET,
                  keep_essential=PRESET, scale=PRESET):
@@ -284,17 +301,24 @@ class SignalPersistenceImages(_PersistenceImagesBase):
         ``progress``: show a progress bar (samples);
         ``on_chunk``: called with the number of samples done per chunk;
         ``index_offset``: added to the sample index in error messages.
+
+        A dask array ``X`` gives a lazy dask array of the same PIs (bit for
+        bit), computed chunk by chunk by this numba engine on dask's
+        scheduler (the workers of an active ``dask.distributed.Client``);
+        ``chunk_size`` then sets its sample chunks (default: ``X``'s), and
+        ``out``, ``progress`` and ``on_chunk`` are refused.  Shapes are
+        checked at once, the values (non-finite entries) at compute time,
+        with the same error.  See :mod:`topokd.tda.distributed`.
         """
         res = self._resolve()
         arr = _array_like(X)
-        hint = "For a single channel use X[..., None]; for one window use X[None]." if arr.ndim == 2 else ""
-        check_layout(arr, "X", 3, "(N, T, C)", hint)
+        self.output_shape(arr)
         n, t, c = arr.shape
-        if t < 2:
-            raise ValueError(
-                f"signals need at least 2 time steps, got T={t} (X has shape {arr.shape}); "
-                "check that X is laid out (N, T, C)"
-            )
+        if _is_dask(arr):
+            from .distributed import dask_pis
+
+            return dask_pis(self, arr, (c, *res.grid.spec.shape), out=out, chunk_size=chunk_size, dtype=dtype,
+                            progress=progress, on_chunk=on_chunk, index_offset=index_offset)
         result = _prepare_out(out, (n, c, *res.grid.spec.shape), dtype)
         per_sample = c * (((t + 1) // 2 + 1) * 16 * 2 + t * 8 + _image_bytes(res))
         report = _reporter(progress, on_chunk, n)
@@ -337,6 +361,20 @@ class ImagePersistenceImages(_PersistenceImagesBase):
 
     kind = "image"
 
+    def output_shape(self, X) -> tuple[int, ...]:
+        """The shape of ``transform(X)``: ``(N, C, *image_shape)`` (flatten)
+        or ``(N, C, 2, *image_shape)`` (cubical), after the checks of
+        ``X``'s layout that need no data (as in :meth:`transform`)."""
+        self._resolve()
+        arr = _array_like(X)
+        hint = "For one image use X[None]; for one channel X[:, None]; channel-last data: X.transpose(0, 3, 1, 2)."
+        check_layout(arr, "X", 4, "(N, C, H, W)", hint)
+        n, c, h, w = arr.shape
+        if h * w < 2:
+            raise ValueError(f"images need at least 2 pixels, got H={h}, W={w}")
+        extra = (2,) if self.mode == "cubical" else ()
+        return (int(n), int(c), *extra, *self.image_shape)
+
     def __init__(self, mode: str = "flatten", preset: str | None = None, *, resolution=PRESET,
                  birth_range=PRESET, pers_range=PRESET, sigma=PRESET, weight=PRESET, normalize=PRESET,
                  layout=PRESET, min_persistence=PRESET, keep_essential=PRESET, scale=PRESET, order=PRESET):
@@ -364,16 +402,25 @@ class ImagePersistenceImages(_PersistenceImagesBase):
         ([0, 1] for the image presets): uint8 images are scaled by 1/255
         with a ``UserWarning``, other values outside it are refused with a
         ``ValueError`` (they would give all-zero PIs).  With ``scale`` each
-        channel is rescaled first and any values are accepted."""
+        channel is rescaled first and any values are accepted.
+
+        Dask arrays as for :meth:`SignalPersistenceImages.transform`: a lazy
+        dask array back (the uint8 warning is given at once, the value
+        checks happen at compute time)."""
         res = self._resolve()
         arr = _array_like(X)
-        hint = "For one image use X[None]; for one channel X[:, None]; channel-last data: X.transpose(0, 3, 1, 2)."
-        check_layout(arr, "X", 4, "(N, C, H, W)", hint)
+        self.output_shape(arr)
         n, c, h, w = arr.shape
-        if h * w < 2:
-            raise ValueError(f"images need at least 2 pixels, got H={h}, W={w}")
         cubical = self.mode == "cubical"
         extra = (2,) if cubical else ()
+        if _is_dask(arr):
+            from .distributed import dask_pis
+
+            factor = _uint8_factor(arr.dtype, image_value_range(res.config), _preset_label(self.preset), "X",
+                                   stacklevel=2)
+            return dask_pis(self, arr, (c, *extra, *res.grid.spec.shape), out=out, chunk_size=chunk_size,
+                            dtype=dtype, progress=progress, on_chunk=on_chunk, index_offset=index_offset,
+                            factor=factor)
         result = _prepare_out(out, (n, c, *extra, *res.grid.spec.shape), dtype)
         per_sample = c * (((h * w + 1) // 2 + 1) * 16 * (4 if cubical else 2) + h * w * 8
                           + _image_bytes(res) * (2 if cubical else 1))
@@ -440,6 +487,13 @@ def _private(block: np.ndarray, *shape: int) -> np.ndarray:
     return rows.reshape(shape)
 
 
+def _is_dask(X) -> bool:
+    """Whether ``X`` is a dask array, without importing dask (no dask array
+    can exist unless ``dask.array`` was imported)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(X, module.Array)
+
+
 def _array_like(X):
     """Arrays, memory maps and chunked readers pass through unread; the rest
     goes through ``np.asarray``."""
@@ -491,6 +545,10 @@ def signal_pis(X, preset: str | None = None, **params) -> np.ndarray:
     ``min_persistence``, ``keep_essential``, ``scale``.  Also accepted:
     ``out``, ``chunk_size``, ``dtype``, ``progress``, ``on_chunk``, ``index_offset`` (see
     :meth:`SignalPersistenceImages.transform`).
+
+    A dask array ``X`` returns a lazy dask array of the same images, computed
+    chunk by chunk on dask's scheduler; its values are validated when it is
+    computed (same errors).
     """
     run = _split_params(SignalPersistenceImages, params)
     return SignalPersistenceImages(preset, **params).transform(X, **run)
@@ -504,7 +562,8 @@ def image_pis(X, mode: str = "flatten", preset: str | None = None, **params) -> 
     for the flatten mode.  Default preset ``"standard-image"``.  Images are
     expected in the preset's value range ([0, 1]): uint8 images are scaled
     by 1/255 with a ``UserWarning``, other values outside it are refused
-    (see :meth:`ImagePersistenceImages.transform`).
+    (see :meth:`ImagePersistenceImages.transform`).  Dask arrays as for
+    :func:`signal_pis` (lazy result, values validated at compute time).
     """
     run = _split_params(ImagePersistenceImages, params)
     return ImagePersistenceImages(mode, preset, **params).transform(X, **run)
