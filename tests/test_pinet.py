@@ -77,6 +77,22 @@ def test_image_decoder_is_tensorflow_same_aligned():
     torch.testing.assert_close(model(x), torch.relu(z))
 
 
+@pytest.mark.parametrize("resolution", [1, 6, 7, 50])
+def test_image_decoder_equals_the_cropped_transposed_convolution(resolution):
+    """The direct convolution in ImagePINet._decode is torch's ConvTranspose2d
+    cropped to its 'same' centre (TensorFlow's split), values and gradients."""
+    model = ImagePINet(3, resolution=resolution, widths=SMALL)
+    z = torch.randn(4, 1, resolution, resolution, requires_grad=True)
+    start = (resolution - 1) // 2
+    expected = model.decoder(z)[..., start:start + resolution, start:start + resolution]
+    got = model._decode(z)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(got.square().sum(), [z, model.decoder.weight])
+    ref_grads = torch.autograd.grad(expected.square().sum(), [z, model.decoder.weight])
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
 def test_training_beats_the_mean_baseline(windows):
     X, _ = windows
     est = small_estimator(epochs=60, widths=(16, 32, 64, 64))
