@@ -79,7 +79,7 @@ def test_image_decoder_is_tensorflow_same_aligned():
 
 @pytest.mark.parametrize("resolution", [1, 6, 7, 50])
 def test_image_decoder_equals_the_cropped_transposed_convolution(resolution):
-    """The direct convolution in ImagePINet._decode is torch's ConvTranspose2d
+    """The FFT convolution of ImagePINet._decode is torch's ConvTranspose2d
     cropped to its 'same' centre (TensorFlow's split), values and gradients."""
     model = ImagePINet(3, resolution=resolution, widths=SMALL)
     z = torch.randn(4, 1, resolution, resolution, requires_grad=True)

@@ -327,19 +327,25 @@ class ImagePINet(nn.Module):
         return self.head(self.decoder_bn(self._decode(z)))
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``self.decoder(z)`` cropped to its 'same' ``R x R`` centre, computed as
-        the equivalent direct convolution: the transposed convolution with
-        stride 1 is a correlation with the flipped kernel over the input
-        zero-padded by ``R - 1``, and only the padding the crop reads is
-        added.  Same weights and result (up to float rounding, ~1e-6) as
-        ``self.decoder(z)[..., s:s + R, s:s + R]`` with ``s = (R - 1) // 2``;
-        on CPU ~30x faster than ``ConvTranspose2d``, whose ``R x R`` kernel made
-        it 90 % of the network's forward time."""
+        """``self.decoder(z)`` cropped to its 'same' ``R x R`` centre, computed by FFT.
+
+        A transposed convolution with stride 1 is the full linear convolution
+        of ``z`` with each ``R x R`` kernel, ``(2R - 1) x (2R - 1)``; with both
+        zero-padded to that size the FFT product has no wrap-around, so
+        ``irfft2(rfft2(z) * rfft2(w))`` is that convolution exactly, up to float
+        rounding (~1e-6; checked against ``ConvTranspose2d`` in the tests,
+        values and gradients).  Same weights and checkpoints; on CPU the
+        decoder's forward + backward for a batch of 32 takes ~0.05 s instead
+        of ~2.6 s (``ConvTranspose2d``) or ~1 s (direct convolution) — it was
+        most of the network's training time.  Computed in float32 (cuFFT has no
+        half precision for these sizes), also under autocast.
+        """
         r = self.resolution
-        start = (r - 1) // 2
-        before, after = r - 1 - start, start
-        weight = self.decoder.weight.flip(-2, -1).transpose(0, 1)  # (1, c, R, R) -> (c, 1, R, R)
-        return nn.functional.conv2d(nn.functional.pad(z, (before, after, before, after)), weight, self.decoder.bias)
+        n, start = 2 * r - 1, (r - 1) // 2
+        weight = self.decoder.weight.float()  # (1, c, R, R)
+        spectrum = torch.fft.rfft2(z.float(), s=(n, n)) * torch.fft.rfft2(weight, s=(n, n))  # (B, c, n, n//2+1)
+        full = torch.fft.irfft2(spectrum, s=(n, n))
+        return full[..., start:start + r, start:start + r] + self.decoder.bias.float().view(1, -1, 1, 1)
 
 
 register_model("signal-pinet", SignalPINet, dims=None)
