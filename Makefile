@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test docs bench bench-pinet bench-pinet-image bench-distill bench-distill-hapt bench-compress bench-cli clean
+.PHONY: install demo test docs bench bench-pinet bench-pinet-image bench-pinet-hapt bench-distill bench-distill-hapt bench-compress bench-cli bench-dask clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench-pinet: $(STAMP)
 bench-pinet-image: $(STAMP)
 	$(BIN)/python benchmarks/bench_pinet_image.py
 
+bench-pinet-hapt: $(STAMP)
+	$(BIN)/python benchmarks/bench_pinet_hapt.py --threads 1
+
 bench-distill: $(STAMP)
 	$(BIN)/python benchmarks/bench_distill.py
 
@@ -50,6 +53,9 @@ bench-compress: $(STAMP)
 
 bench-cli: $(STAMP)
 	$(BIN)/python benchmarks/bench_cli.py
+
+bench-dask: $(STAMP)
+	$(BIN)/python benchmarks/bench_dask.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
