@@ -461,6 +461,25 @@ def main(argv=None) -> int:
             gc.freeze()
 
 
+#: Commands that train through the engine and run under ``torchrun`` (docs/scale-out.md).
+TORCHRUN_COMMANDS = ("train-teacher", "distill", "run", "pinet train")
+
+
+def _check_torchrun(args) -> None:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1), refuse the commands that do
+    not train data-parallel: each process would do all the work and write
+    the same outputs."""
+    import os
+
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        return
+    command = args.command + (f" {args.pinet_command}" if args.command == "pinet" else "")
+    if command not in TORCHRUN_COMMANDS:
+        raise ValueError(f"topokd {command} does not run under torchrun (WORLD_SIZE="
+                         f"{os.environ['WORLD_SIZE']}); only {', '.join(TORCHRUN_COMMANDS)} train data-parallel "
+                         "-- run it as one process")
+
+
 def _flush_quietly() -> None:
     try:
         sys.stdout.flush()
@@ -474,6 +493,7 @@ def _main(argv) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _check_torchrun(args)
     if args.command == "pi":
         return _run_pi(args)
     if args.command in ("demo", "plot"):

@@ -70,6 +70,9 @@ def run(args) -> int:
             results["scratch"] = train_scratch(cfg, splits, **runs)
     else:
         results = run_all(cfg, **runs)
-    print(results_table(results))
-    print(json.dumps({"output": str(cfg.output)}))
+    from ..engine.distributed import is_main
+
+    if is_main():  # under torchrun: one report, from rank 0
+        print(results_table(results))
+        print(json.dumps({"output": str(cfg.output)}))
     return 0

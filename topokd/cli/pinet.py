@@ -227,7 +227,11 @@ def run(args) -> int:
                     cache_dir=args.cache_dir, checkpoint=args.checkpoint, progress=not args.quiet)
         started = time.perf_counter()
         est.fit(X, Y, resume=args.resume)
-        est.save(out, overwrite=args.force)
+        from ..engine.distributed import is_main, on_main
+
+        on_main(est.save, out, overwrite=args.force)  # under torchrun: rank 0 saves, the others wait
+        if not is_main():
+            return 0
         last = est.history_[-1] if est.history_ else {}
         split = "val" if "val_mse" in last else "train"
         if args.optimizer == "reference":  # the last epoch is kept

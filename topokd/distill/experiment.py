@@ -20,7 +20,7 @@ from ..checkpoint import CheckpointError, load_checkpoint
 from .augment import get_augmentation
 from .config import ExperimentConfig, StudentSpec, TeacherSpec
 from .data import Splits, load_splits
-from ..engine import copy_frozen
+from ..engine import copy_frozen, distributed
 from ..models import build_model
 from ..tda.pipeline import SignalPersistenceImages
 from .distiller import Distiller, Teacher
@@ -124,7 +124,7 @@ def train_teacher(cfg: ExperimentConfig, name: str, splits: Splits | None = None
         raise ValueError(f"no teacher {name!r} in the config; it has {sorted(cfg.teachers)}")
     spec = cfg.teachers[name]
     run_dir = cfg.output / "teachers" / name
-    prepare_run_dir(run_dir, resume=resume, force=force)
+    distributed.on_main(prepare_run_dir, run_dir, resume=resume, force=force)  # under torchrun: rank 0 only
     splits = splits or prepare_data(cfg)
     torch.manual_seed(spec.train.seed)  # the initial weights follow the seed
     model, desc = build_teacher(spec, splits)
@@ -173,7 +173,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
         raise ValueError("the config has no 'student' section")
     spec: StudentSpec = cfg.student
     run_dir = cfg.output / "student" if run_dir is None else run_dir
-    prepare_run_dir(run_dir, resume=resume, force=force)
+    distributed.on_main(prepare_run_dir, run_dir, resume=resume, force=force)  # under torchrun: rank 0 only
     splits = splits or prepare_data(cfg)
     classes, channels = len(splits.classes), splits.train.signals.shape[2]
     torch.manual_seed(spec.train.seed)
@@ -207,8 +207,8 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     finally:
         distiller.remove_hooks()
     if online is not None:
-        summary["online_pi_seconds"] = round(online.seconds, 3)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        summary["online_pi_seconds"] = distributed.main_value(round, online.seconds, 3)  # torchrun: rank 0's
+        distributed.on_main(_write_json, run_dir / "summary.json", summary)
     return summary
 
 
@@ -224,10 +224,16 @@ def train_scratch(cfg: ExperimentConfig, splits: Splits | None = None, *, resume
                    run_dir=cfg.output / "scratch", role="scratch")
 
 
+def _write_json(path, value) -> None:
+    path.write_text(json.dumps(value, indent=1) + "\n")
+
+
 def run(cfg: ExperimentConfig, *, resume: bool = False, force: bool = False) -> dict:
     """All stages: every teacher, then the student (if configured) and its
     scratch baseline (``student.scratch``).  Every stage folder is checked
-    before anything trains (:func:`prepare_run_dir`)."""
+    before anything trains (:func:`prepare_run_dir`).  Under ``torchrun``
+    every stage trains data-parallel and only rank 0 writes
+    (:mod:`topokd.engine.distributed`)."""
     check_run_dirs(cfg, resume=resume, force=force)
     splits = prepare_data(cfg)
     out = {"teachers": {name: train_teacher(cfg, name, splits, resume=resume, force=force)
@@ -236,8 +242,12 @@ def run(cfg: ExperimentConfig, *, resume: bool = False, force: bool = False) -> 
         out["student"] = distill(cfg, splits, resume=resume, force=force)
         if cfg.student.scratch:
             out["scratch"] = train_scratch(cfg, splits, resume=resume, force=force)
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    (cfg.output / "results.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+
+    def write():
+        cfg.output.mkdir(parents=True, exist_ok=True)
+        (cfg.output / "results.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+
+    distributed.on_main(write)  # under torchrun: rank 0 writes, the others wait
     return out
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..engine import distributed
 from ..engine.loop import Checkpoints, Monitor
 from ..engine.loop import fit as engine_fit
 from ..engine.settings import TrainSettings, lr_at, make_optimizer
@@ -124,6 +125,8 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
     A last training batch smaller than ``min_batch`` (default 2: BatchNorm)
     is skipped.
     Returns a summary with the best epoch and test accuracy of the best weights.
+    Under ``torchrun`` every rank trains (see :mod:`topokd.engine.distributed`)
+    and returns the same summary; rank 0 writes ``summary.json``.
     """
     out_dir = Path(out_dir)
     device = settings.torch_device
@@ -152,8 +155,12 @@ def fit(model: nn.Module, step, splits: Splits, settings: TrainSettings, out_dir
     summary = {"best_epoch": result.best_epoch, "best_val_acc": result.best_record["val_acc"],
                "test_acc": test["acc"], "test_loss": test["loss"], "epochs": settings.epochs,
                "settings": asdict(settings)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    distributed.on_main(_write_json, out_dir / "summary.json", summary)
     return summary
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(value, indent=1) + "\n")
 
 
 def summarize(values) -> dict:

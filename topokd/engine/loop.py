@@ -29,6 +29,11 @@ trained along, e.g. a loss's regressor), ``rng.generator`` and
 metadata: the caller's metadata plus ``engine = {"state_version",
 "epoch", "best_epoch", "stale", "optimizer", "history"}``.  Resuming
 restores all of it, so an interrupted run continues bit for bit on CPU.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same call trains data-parallel
+on every process: each batch split across the ranks, gradients averaged,
+metrics reduced, only rank 0 writing (see :mod:`topokd.engine.distributed`);
+with one process nothing of that runs.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import torch
 from torch import nn
 
 from .._validation import check_device
+from . import distributed
 from ..checkpoint import CheckpointError, load_checkpoint, optimizer_tensors, restore_optimizer, save_checkpoint
 
 STATE_VERSION = 1
@@ -218,6 +224,16 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
     of it (e.g. a FitNet regressor inside a loss): moved to the device, put
     in train mode with it, saved in the resume state (``companion.*``), not in
     the weight checkpoints.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1; :mod:`topokd.engine.distributed`)
+    every rank runs this call with the same arguments: each batch of the
+    stream is split across the ranks (global batch = the stream's batch),
+    gradients are averaged, the epoch's training sums are summed over the
+    ranks, ``validate`` runs on rank 0 and its values reach every rank, so
+    every rank returns the same history; only rank 0 writes and shows the
+    progress bar; ``on_epoch_start`` / ``on_epoch_end`` run on every rank.
+    ``step`` gets a generator of its own per rank and epoch; ``batches`` the
+    shared one.  ``device="cuda"`` is each rank's ``cuda:LOCAL_RANK``.
     """
     from tqdm.auto import tqdm
 
@@ -225,7 +241,10 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
         raise ValueError(f"restore must be 'best' or 'last', got {restore!r}")
     monitor = monitor or Monitor()
     ckpt = checkpoints or Checkpoints()
+    world = distributed.init()  # one process: returns at once, torch.distributed untouched
     device = check_device(device)
+    if world.active:
+        device = distributed.rank_device(device, world)
     model.to(device)
     if companions is not None:
         companions.to(device)
@@ -235,18 +254,26 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
     start, best_epoch, stale, best_state = 0, 0, 0, None
     history: list[dict] = []
     if ckpt.run_dir is not None:
-        ckpt.run_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt.epochs:
-            (ckpt.run_dir / "epochs").mkdir(exist_ok=True)
-    if resume and ckpt.state is not None and ckpt.state.exists():
+        distributed.on_main(_make_run_dir, ckpt)
+    resuming = resume and ckpt.state is not None and ckpt.state.exists()
+    if world.active:
+        seen_by = distributed.any_rank(resuming)
+        if seen_by not in (0, world.size):
+            raise RuntimeError(f"{desc}: the training state {ckpt.state} exists for {seen_by} of {world.size} "
+                               "ranks; put the run folder on a file system every rank sees")
+    if resuming:
         start, best_epoch, stale, history, best_state = _restore_state(ckpt, model, optimizer, generator,
                                                                        companions)
     else:
         torch.manual_seed(seed)
-    log = MetricsLog(ckpt.run_dir, history)
+    if world.active:  # every rank starts from rank 0's weights (as DDP does)
+        distributed.broadcast_module(model)
+        distributed.broadcast_module(companions)
+        trained = distributed.optimizer_params(optimizer)
+    log = MetricsLog(ckpt.run_dir if world.is_main else None, history)
     best = log.history[best_epoch - 1] if best_epoch else None
     stopped = patience is not None and stale >= patience
-    bar = tqdm(range(start, epochs), disable=not progress or stopped, desc=desc, unit="epoch")
+    bar = tqdm(range(start, epochs), disable=not progress or stopped or not world.is_main, desc=desc, unit="epoch")
     for epoch in bar:
         if stopped:
             break
@@ -261,10 +288,20 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
             on_epoch_start(epoch + 1)
         sums: dict[str, float] = {}
         seen = 0
+        step_generator = generator
+        if world.active:
+            step_generator = torch.Generator().manual_seed(distributed.rank_seed(seed, epoch, world.rank))
+            torch.manual_seed(distributed.rank_seed(seed, epoch, world.rank + world.size))
         for index, batch in enumerate(batches(generator), 1):
+            if world.active:
+                whole = batch_len(batch)
+                if whole < world.size:  # a short last batch: skipped on every rank
+                    continue
+                lo, hi = distributed.part(whole, world.rank, world.size)
+                batch = distributed.shard_batch(batch, lo, hi, whole)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=use_amp):
-                terms = step(batch, generator)
+                terms = step(batch, step_generator)
             metrics = {}
             if isinstance(terms, tuple):
                 terms, metrics = terms
@@ -273,11 +310,18 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
             if not terms:
                 raise ValueError(f"{desc}: the training step returned no loss term; give a loss a weight > 0")
             loss = sum(terms.values())
-            if not torch.isfinite(loss):
+            finite = bool(torch.isfinite(loss))
+            if world.active and distributed.check_step(desc, whole, finite, epoch + 1, index) and finite:
+                raise FloatingPointError(f"{desc}: the training loss became non-finite on another rank at epoch "
+                                         f"{epoch + 1}, step {index}; {nan_hint}")
+            if not finite:
                 parts = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
-                raise FloatingPointError(f"{desc}: the training loss became {loss.item()} at epoch {epoch + 1}, "
-                                         f"step {index} ({parts}); {nan_hint}")
+                where = f" on rank {world.rank}" if world.active else ""
+                raise FloatingPointError(f"{desc}: the training loss became {loss.item()}{where} at epoch "
+                                         f"{epoch + 1}, step {index} ({parts}); {nan_hint}")
             scaler.scale(loss).backward()
+            if world.active:
+                distributed.average_gradients(trained, batch_len(batch) / whole)
             scaler.step(optimizer)
             scaler.update()
             n = batch_len(batch)
@@ -286,22 +330,33 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
             named = {**terms, **metrics} if len(terms) > 1 or "loss" not in terms else metrics
             for k, v in named.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * n
+        if world.active:
+            seen, sums = distributed.reduce_sums(seen, sums)
         if seen == 0:
             raise ValueError(f"{desc}: epoch {epoch + 1} had no training batch; the training data is empty")
         record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                   **{f"train_{k}": v / seen for k, v in sums.items()}}
-        if validate is not None:
-            record.update(validate(model))
-        record["seconds"] = round(time.perf_counter() - started, 4)
-        log.add(record)
+        if world.active:  # rank 0's BatchNorm statistics everywhere; its validation and time in every record
+            distributed.broadcast_module(model, buffers_only=True)
+            distributed.broadcast_module(companions, buffers_only=True)
+            record = distributed.main_value(_finish_record, record, validate, model, started)
+        else:
+            record = _finish_record(record, validate, model, started)
         if monitor.improves(record, best):
             best, best_epoch, stale, best_state = record, epoch + 1, 0, _cpu_state(model)
         else:
             stale += 1
-        _save_epoch(ckpt, model, record, best_epoch == epoch + 1)
-        if ckpt.state is not None:
-            _save_state(ckpt, model, optimizer, generator, epoch + 1, best_epoch, stale, log.history, best_state,
-                        companions)
+
+        def persist():
+            log.add(record)
+            _save_epoch(ckpt, model, record, best_epoch == epoch + 1)
+            if ckpt.state is not None:
+                _save_state(ckpt, model, optimizer, generator, epoch + 1, best_epoch, stale, log.history,
+                            best_state, companions)
+
+        if not world.is_main:
+            log.add(record)  # in memory only (run_dir None here)
+        distributed.on_main(persist)  # one process: just persist(); several: the others wait while rank 0 writes
         shown = postfix(record) if postfix is not None else {k: record[k] for k in ("train_loss", *show) if k in record}
         bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
         if on_epoch_end is not None:
@@ -311,6 +366,21 @@ def fit(model: nn.Module, step: Callable, batches: Callable, *, epochs: int,
     if restore == "best" and best_state is not None:
         model.load_state_dict(best_state)
     return TrainResult(log.history, best_epoch, best, best_state, stopped)
+
+
+def _make_run_dir(ckpt: Checkpoints) -> None:
+    ckpt.run_dir.mkdir(parents=True, exist_ok=True)
+    if ckpt.epochs:
+        (ckpt.run_dir / "epochs").mkdir(exist_ok=True)
+
+
+def _finish_record(record: dict, validate, model: nn.Module, started: float) -> dict:
+    """The epoch's record with the validation values and the seconds it took."""
+    record = dict(record)
+    if validate is not None:
+        record.update(validate(model))
+    record["seconds"] = round(time.perf_counter() - started, 4)
+    return record
 
 
 def _save_epoch(ckpt: Checkpoints, model: nn.Module, record: dict, is_best: bool) -> None:
