@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topokd-installed
 
-.PHONY: install demo test docs bench bench-pinet bench-pinet-image bench-pinet-hapt bench-distill bench-distill-hapt bench-compress bench-cli bench-dask clean
+.PHONY: install demo test docs bench bench-pinet bench-pinet-image bench-pinet-hapt bench-distill bench-distill-hapt bench-compress bench-cli bench-dask bench-ddp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ bench-cli: $(STAMP)
 
 bench-dask: $(STAMP)
 	$(BIN)/python benchmarks/bench_dask.py
+
+bench-ddp: $(STAMP)
+	$(BIN)/python benchmarks/bench_ddp.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

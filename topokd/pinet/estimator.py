@@ -83,7 +83,7 @@ from .. import __version__
 from .._params import ParamsMixin
 from .._validation import check_choice, check_device
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..engine import Checkpoints, Monitor, build_optimizer, schedule_lr, tensor_batches
+from ..engine import Checkpoints, Monitor, build_optimizer, distributed, schedule_lr, tensor_batches
 from ..engine import fit as engine_fit
 from ..tda.pipeline import ImagePersistenceImages, SignalPersistenceImages, check_image_values
 from ..models import build_model
@@ -350,6 +350,8 @@ class PINet(ParamsMixin):
             if meta.get("key") == key:
                 return tensors["pis"].numpy()
         pis = transformer.transform(X)
+        if not distributed.is_main():
+            return pis  # under torchrun only rank 0 writes the cache (every rank computes the same PIs)
         cache_dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, {"pis": torch.from_numpy(np.ascontiguousarray(pis))},
                         {"key": key, "params": _jsonable(transformer.config_), "kind": self.kind,
