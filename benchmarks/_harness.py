@@ -152,6 +152,32 @@ def machine_info(extra_packages: Iterable[str] = ()) -> dict:
             "versions": versions, "git": git_info()}
 
 
+def torch_machine_info(device, extra_packages: Iterable[str] = ()) -> dict:
+    """:func:`machine_info` plus torch's threads, the training device, CUDA
+    and the load average at the start (for the scripts that train)."""
+    import torch
+
+    m = machine_info(extra_packages)
+    m["torch_threads"] = torch.get_num_threads()
+    m["device"] = str(device)
+    m["cuda_available"] = bool(torch.cuda.is_available())
+    m["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    if loadavg() is not None:
+        m["loadavg_start"] = loadavg()
+    return m
+
+
+def limit_threads(threads: int | None) -> None:
+    """torch's and topokd's numba kernels' threads to ``threads`` (``None`` / 0: leave them)."""
+    if not threads:
+        return
+    import numba
+    import torch
+
+    torch.set_num_threads(threads)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 def versions_line(machine: dict, dirty_label: str = "dirty") -> str:
     """``- versions: python 3.11.7, topokd 0.1.0, ...; topokd git abc1234 (dirty)``."""
     git = machine.get("git") or {}
@@ -308,6 +334,39 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence], align: str | Sequ
             raise ValueError(f"row {row!r} has {len(row)} cells, expected {len(headers)}")
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return lines
+
+
+def fmt_rate(x: float) -> str:
+    """A rate for a table: thousands separators from 100 up, one decimal below."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def fmt_ratio(x: float) -> str:
+    """A speed ratio: ``437x``, ``2.5x``, ``0.42x`` or ``1/153``."""
+    if x >= 100:
+        return f"{x:,.0f}x"
+    if x >= 1:
+        return f"{x:.1f}x"
+    return f"{x:.2f}x" if x >= 0.1 else f"1/{1 / x:,.0f}"
+
+
+def finish_run(res: dict) -> dict:
+    """Stamp ``res`` with the load average at the end, the script's wall time
+    (since :data:`T0`) and this process's CPU time."""
+    if loadavg() is not None:
+        res["loadavg_end"] = loadavg()
+    res["wall_s"] = time.perf_counter() - T0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    res["process_cpu_s"] = ru.ru_utime + ru.ru_stime
+    return res
+
+
+def publish(out: Path, name: str, res: dict, markdown: str) -> tuple[Path, Path]:
+    """:func:`write_results`, then the report on stdout and where it went on stderr."""
+    md_path, json_path = write_results(out, name, res, markdown)
+    print(markdown)
+    log(f"wrote {md_path} and {json_path}")
+    return md_path, json_path
 
 
 def write_results(out: Path, name: str, res: dict, markdown: str, *, indent: int = 2, default=None) -> tuple[Path, Path]:

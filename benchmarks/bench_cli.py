@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _harness import RESULTS, T0, command_line, log, loadavg, machine_info, md_bullets, md_table, now_iso  # noqa: E402
-from _harness import run_cli, run_measured, short_path, time_stats, versions_line, write_results  # noqa: E402
+from _harness import publish, run_cli, run_measured, short_path, time_stats, versions_line  # noqa: E402
 
 #: Modules whose cumulative import time the report lists (first occurrence in ``-X importtime``).
 IMPORT_MODULES = ("topokd.cli", "topokd", "topokd.data", "topokd.tda", "numpy", "numba", "llvmlite.binding", "scipy",
@@ -355,10 +355,7 @@ def main(argv=None) -> int:
     if args.quick:
         res["notes"].append("--quick: 3 runs per command; the numbers are a smoke test, not a measurement.")
     res["wall_s"] = time.perf_counter() - T0
-    md = render_markdown(res)
-    md_path, json_path = write_results(args.out, args.name, res, md)
-    print(md)
-    log(f"wrote {md_path} and {json_path}")
+    publish(args.out, args.name, res, render_markdown(res))
     return 0
 
 

@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _harness import RESULTS, T0, command_line, log, loadavg, machine_info, md_bullets, md_table, now_iso  # noqa: E402
-from _harness import versions_line, write_results  # noqa: E402
+from _harness import publish, versions_line  # noqa: E402
 
 BATCH = 64
 
@@ -193,10 +193,7 @@ def main(argv=None) -> int:
                    for r in rows], "llrrrr")
     L.append("")
     L += md_bullets("Findings", findings) + md_bullets("Notes", res["notes"])
-    md = "\n".join(L)
-    md_path, json_path = write_results(args.out, args.name, res, md)
-    print(md)
-    log(f"wrote {md_path} and {json_path}")
+    publish(args.out, args.name, res, "\n".join(L))
     return 0
 
 

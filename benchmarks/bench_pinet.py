@@ -37,10 +37,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -49,9 +47,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import T0, best_of, command_line, log, loadavg, md_bullets, md_table, now_iso, timed  # noqa: E402
-from _harness import machine_info as _base_machine_info  # noqa: E402
-from _harness import versions_line, write_results  # noqa: E402
+from _harness import best_of, command_line, finish_run, fmt_rate, fmt_ratio, limit_threads, log  # noqa: E402
+from _harness import md_bullets, md_table, now_iso, publish, timed, torch_machine_info, versions_line  # noqa: E402
 from bench_tda import PACKAGES as TDA_PACKAGES  # noqa: E402
 from bench_tda import ref_authors  # noqa: E402  (the authors' reference pipeline, shared with bench_tda)
 
@@ -175,31 +172,6 @@ def train_cv_accuracy(F, y, seed: int, scaling: str) -> float:
 # ---------------------------------------------------------------------------
 # Machine / report
 # ---------------------------------------------------------------------------
-def machine_info(device) -> dict:
-    import torch
-
-    m = _base_machine_info((*TDA_PACKAGES, "aeon", "scikit-learn"))
-    m["torch_threads"] = torch.get_num_threads()
-    m["device"] = str(device)
-    m["cuda_available"] = bool(torch.cuda.is_available())
-    m["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    if loadavg() is not None:
-        m["loadavg_start"] = loadavg()
-    return m
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
-
-
-def fmt_ratio(x: float) -> str:
-    if x >= 100:
-        return f"{x:,.0f}x"
-    if x >= 1:
-        return f"{x:.1f}x"
-    return f"{x:.2f}x" if x >= 0.1 else f"1/{1 / x:,.0f}"
-
-
 def render_markdown(res: dict) -> str:
     m = res["machine"]
     L = []
@@ -395,15 +367,11 @@ def main(argv=None) -> int:
     from topokd.pinet import PINet, pi_agreement
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    if args.threads:
-        import numba
-
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    limit_threads(args.threads)
     command = command_line(argv)
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log(f"topokd {topokd.__version__}, torch {torch.__version__}; device {device}; {command}")
-    machine = machine_info(device)
+    machine = torch_machine_info(device, (*TDA_PACKAGES, "aeon", "scikit-learn"))
     training_s = 0.0
     notes = []
 
@@ -670,16 +638,8 @@ def main(argv=None) -> int:
                      "exact_bm_80_s": exact_bm_s},
         "quality": quality, "speed": speed, "downstream": down, "training_s_total": training_s, "notes": notes,
     }
-    if loadavg() is not None:
-        res["loadavg_end"] = loadavg()
-    res["wall_s"] = time.perf_counter() - T0
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    res["process_cpu_s"] = ru.ru_utime + ru.ru_stime
-
-    md = render_markdown(res)
-    write_results(args.out, args.name, res, md)
-    print(md)
-    log(f"wrote {args.out / (args.name + '.md')} and {args.out / (args.name + '.json')}")
+    finish_run(res)
+    publish(args.out, args.name, res, render_markdown(res))
     return 0
 
 

@@ -50,9 +50,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -61,9 +59,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import T0, command_line, log, loadavg, md_table, now_iso, timed, versions_line  # noqa: E402
-from _harness import write_results  # noqa: E402
-from bench_pinet import baseline, fmt_rate, history_summary, machine_info  # noqa: E402
+from _harness import command_line, finish_run, fmt_rate, limit_threads, log, md_table, now_iso, publish  # noqa: E402
+from _harness import timed, torch_machine_info, versions_line  # noqa: E402
+from bench_pinet import baseline, history_summary  # noqa: E402
 
 #: Axes of one tri-axial sensor (HAPT and BasicMotions: accelerometer x, y, z, gyroscope x, y, z).
 CHANNEL_GROUPS = [(0, 1, 2), (3, 4, 5)]
@@ -159,15 +157,11 @@ def main(argv=None) -> int:
     from topokd.pinet import pi_agreement
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    if args.threads:
-        import numba
-
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    limit_threads(args.threads)
     command = command_line(argv)
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log(f"{command}; device {device}")
-    machine = machine_info(device)
+    machine = torch_machine_info(device, ("gudhi", "persim", "ripser", "aeon", "scikit-learn"))
     notes = []
 
     # -- data: training users (minus validation users) / test users -------------------
@@ -272,15 +266,8 @@ def main(argv=None) -> int:
            "exact": {"train_windows_per_s": len(X_tr) / exact_train_s, "test_windows_per_s": len(X_te) / exact_test_s},
            "baseline_mean": base, "quality": quality, "best": best, "downstream": down, "transfer": transfer,
            "verdicts": verdicts, "notes": notes}
-    if loadavg() is not None:
-        res["loadavg_end"] = loadavg()
-    res["wall_s"] = time.perf_counter() - T0
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    res["process_cpu_s"] = ru.ru_utime + ru.ru_stime
-    md = render_markdown(res)
-    write_results(args.out, args.name, res, md)
-    print(md)
-    log(f"wrote {args.out / (args.name + '.md')} and .json")
+    finish_run(res)
+    publish(args.out, args.name, res, render_markdown(res))
     return 0
 
 

@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 import warnings
@@ -45,9 +44,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import REPO, T0, command_line, log, loadavg, md_bullets, md_table, now_iso, timed  # noqa: E402
-from _harness import machine_info as _base_machine_info  # noqa: E402
-from _harness import versions_line, write_results  # noqa: E402
+from _harness import REPO, command_line, finish_run, fmt_rate, fmt_ratio, limit_threads, log, md_bullets  # noqa: E402
+from _harness import md_table, now_iso, publish, timed, torch_machine_info, versions_line  # noqa: E402
 
 #: The fixture ships beside the project root, as for the tests (tests/conftest.py).
 DEFAULT_FIXTURE = REPO.parent / "shared" / "fixtures" / "pinet_cifar10_sample.mat"
@@ -96,29 +94,6 @@ def agreement(pred: np.ndarray, ref: np.ndarray) -> dict:
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
-def machine_info(device) -> dict:
-    import torch
-
-    m = _base_machine_info(("scikit-image", "scikit-learn", "scipy"))
-    m["torch_threads"] = torch.get_num_threads()
-    m["device"] = str(device)
-    m["cuda_available"] = bool(torch.cuda.is_available())
-    m["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    if loadavg() is not None:
-        m["loadavg_start"] = loadavg()
-    return m
-
-
-def fmt_rate(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
-
-
-def fmt_ratio(x: float) -> str:
-    if x >= 1:
-        return f"{x:,.1f}x"
-    return f"{x:.2f}x" if x >= 0.1 else f"1/{1 / x:,.0f}"
-
-
 def render_markdown(res: dict) -> str:
     m, t, q, s = res["machine"], res["training"], res["quality"], res["speed"]
     L = [f"# topokd Image PI-Net benchmark: photograph patches -> CIFAR-10{' (quick smoke test)' if res['quick'] else ''}\n"]
@@ -284,15 +259,11 @@ def main(argv=None) -> int:
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     imgs, ref = load_fixture(args.fixture)  # fail early when the test set is missing
-    if args.threads:
-        import numba
-
-        torch.set_num_threads(args.threads)
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    limit_threads(args.threads)
     command = command_line(argv)
     device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log(f"topokd {topokd.__version__}, torch {torch.__version__}; device {device}; {command}")
-    machine = machine_info(device)
+    machine = torch_machine_info(device, ("scikit-image", "scikit-learn", "scipy"))
 
     # -- data ----------------------------------------------------------------
     X_tr = load_image_patches(args.train_patches, split="train", sources=args.sources, seed=args.seed)
@@ -396,15 +367,8 @@ def main(argv=None) -> int:
         "quality": {"n_test": int(len(imgs)), "fixture": fixture, "val": val},
         "speed": speed, "notes": notes,
     }
-    if loadavg() is not None:
-        res["loadavg_end"] = loadavg()
-    res["wall_s"] = time.perf_counter() - T0
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    res["process_cpu_s"] = ru.ru_utime + ru.ru_stime
-    md = render_markdown(res)
-    write_results(args.out, args.name, res, md)
-    print(md)
-    log(f"wrote {args.out / (args.name + '.md')} and {args.out / (args.name + '.json')}")
+    finish_run(res)
+    publish(args.out, args.name, res, render_markdown(res))
     return 0
 
 
