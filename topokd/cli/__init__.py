@@ -164,7 +164,6 @@ def _overrides(args) -> dict:
 
 
 def _run_pi(args) -> int:
-    from .._validation import check_layout
     from ..io import NpzChunkWriter, open_array
 
     params = _overrides(args)
@@ -189,19 +188,7 @@ def _run_pi(args) -> int:
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
     source = open_array(args.input, args.key)
     try:
-        shape = tuple(source.shape)
-        expected = 3 if args.kind == "signal" else 4
-        if len(shape) != expected:
-            raise ValueError(
-                f"{args.input} holds an array of shape {shape}; --kind {args.kind} needs {expected} dimensions"
-            )
-        # dtype and emptiness up front: an empty input never reaches the
-        # transformer (which refuses it), so it would give an empty output
-        axes = "(N, T, C)" if args.kind == "signal" else "(N, C, H, W)"
-        try:
-            check_layout(source, "X", expected, axes)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{args.input}: {err}") from None
+        shape = _check_pi_input(source, args)
         if args.kind == "signal":
             n, c = shape[0], (shape[1] if args.channels_first else shape[2])
             out_shape = (n, c, *transformer.image_shape)
@@ -243,6 +230,25 @@ def _run_pi(args) -> int:
             close()
     print(f"wrote {path}: pis {out_shape} {args.dtype} in {elapsed:.2f} s ({n / max(elapsed, 1e-9):.0f} samples/s)")
     return 0
+
+
+def _check_pi_input(source, args) -> tuple[int, ...]:
+    """The input's shape, after the checks of ``topokd pi`` that need no data:
+    the number of dimensions for ``--kind``, then dtype and emptiness up
+    front (an empty input never reaches the transformer, which refuses it,
+    so it would give an empty output)."""
+    from .._validation import check_layout
+
+    shape = tuple(source.shape)
+    expected = 3 if args.kind == "signal" else 4
+    if len(shape) != expected:
+        raise ValueError(f"{args.input} holds an array of shape {shape}; --kind {args.kind} needs {expected} dimensions")
+    axes = "(N, T, C)" if args.kind == "signal" else "(N, C, H, W)"
+    try:
+        check_layout(source, "X", expected, axes)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{args.input}: {err}") from None
+    return shape
 
 
 def _parse_scheduler(text: str) -> tuple[str, int | str]:
@@ -306,7 +312,6 @@ class _MovedAxes:
 def _run_pi_zarr(args, transformer, out: Path) -> int:
     """``topokd pi ... -o OUT.zarr``: a resumable chunked store (see
     :func:`topokd.tda.distributed.write_pis_zarr`), on Dask with --scheduler."""
-    from .._validation import check_layout
     from ..io import ArrayRows
     from ..tda import distributed as dz
 
@@ -316,17 +321,7 @@ def _run_pi_zarr(args, transformer, out: Path) -> int:
         raise FileExistsError(f"{out} is already complete; pass --force to compute it again")
     source = ArrayRows(args.input, args.key)
     try:
-        shape = tuple(source.shape)
-        expected = 3 if args.kind == "signal" else 4
-        if len(shape) != expected:
-            raise ValueError(
-                f"{args.input} holds an array of shape {shape}; --kind {args.kind} needs {expected} dimensions"
-            )
-        axes = "(N, T, C)" if args.kind == "signal" else "(N, C, H, W)"
-        try:
-            check_layout(source, "X", expected, axes)
-        except (TypeError, ValueError) as err:
-            raise type(err)(f"{args.input}: {err}") from None
+        shape = _check_pi_input(source, args)
         X = _MovedAxes(source, args.channels_first) if (args.channels_first or args.channels_last) else source
         transformer.output_shape(X)  # layout errors before any work
         from tqdm import tqdm
