@@ -53,8 +53,8 @@ Targets on the fly (signals): with ``augment`` (e.g. ``"surrogate"``, see
 :mod:`topokd.distill.augment`), every epoch draws ``samples_per_epoch``
 training windows, augments them and trains on the exact PIs of the
 augmented windows, computed by the engine inside the batch pipeline
-(:class:`topokd.pinet.targets.AugmentedTargets`); the network never sees
-the same (window, PI) pair twice.  Validation stays on the clean held-out
+(:class:`topokd.pinet.targets.AugmentedTargets`), so the network does not
+fit a fixed set of (window, PI) pairs.  Validation stays on the clean held-out
 windows and their exact PIs.
 
 In both modes ``patience`` stops early.  On CUDA training uses mixed
