@@ -167,6 +167,31 @@ def torch_machine_info(device, extra_packages: Iterable[str] = ()) -> dict:
     return m
 
 
+def training_device(name: str | None = None):
+    """``torch.device(name)``, or CUDA when available, else CPU."""
+    import torch
+
+    return torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fmt_loads(values) -> str:
+    """A load-average triple for a report header (``n/a`` where unknown)."""
+    return ", ".join(f"{x:.2f}" for x in values) if values else "n/a"
+
+
+def report_header(title: str, res: dict, quick: bool = False) -> list[str]:
+    """The first lines of a report: title, command, date and wall time, machine
+    with its load averages, versions (``res`` from :func:`machine_info` and
+    :func:`finish_run`)."""
+    m = res["machine"]
+    return [f"# {title}{' (quick smoke test)' if quick else ''}\n",
+            f"- command: `{res['command']}`", f"- date: {res['date']}  (script wall time {res['wall_s']:.0f} s)",
+            f"- machine: {m['nproc']} CPUs (nproc), {m['cpu_model']}, {m['mem_total_gib']} GiB RAM; {m['platform']}; "
+            f"load average at start {fmt_loads(res.get('loadavg_start'))}, at end "
+            f"{fmt_loads(res.get('loadavg_end'))} (shared machine)",
+            versions_line(m)]
+
+
 def limit_threads(threads: int | None) -> None:
     """torch's and topokd's numba kernels' threads to ``threads`` (``None`` / 0: leave them)."""
     if not threads:

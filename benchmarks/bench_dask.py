@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _harness import RESULTS, T0, command_line, log, loadavg, machine_info, md_bullets, md_table, now_iso  # noqa: E402
-from _harness import publish, versions_line  # noqa: E402
+from _harness import publish, report_header  # noqa: E402
 
 
 def parse(argv=None):
@@ -171,13 +171,7 @@ def main(argv=None) -> int:
         "Every Dask row reads the input by row range from the .npy in each worker (ArrayRows), as "
         "`topokd pi --scheduler` does; write_pis_zarr also hashes the whole input first (SHA-256, one extra read).",
     ]
-    m = res["machine"]
-    load = lambda v: ", ".join(f"{x:.2f}" for x in v) if v else "n/a"  # noqa: E731
-    L = [f"# Persistence images on Dask{' (quick smoke test)' if args.quick else ''}\n",
-         f"- command: `{res['command']}`", f"- date: {res['date']}  (script wall time {res['wall_s']:.0f} s)",
-         f"- machine: {m['nproc']} CPUs (nproc), {m['cpu_model']}, {m['mem_total_gib']} GiB RAM; {m['platform']}; "
-         f"load average at start {load(res['loadavg_start'])}, at end {load(res['loadavg_end'])} (shared machine)",
-         versions_line(m),
+    L = [*report_header("Persistence images on Dask", res, args.quick),
          f"- input: {args.n} windows of {args.length} x {args.channels} float32 (.npy, read by row range); "
          f"standard-signal PIs, float32, {args.chunk_size} windows per chunk; best of {args.repeats} after a "
          "warm-up\n", "## Throughput\n"]

@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _harness import RESULTS, T0, command_line, log, loadavg, machine_info, md_bullets, md_table, now_iso  # noqa: E402
-from _harness import publish, versions_line  # noqa: E402
+from _harness import publish, report_header  # noqa: E402
 
 BATCH = 64
 
@@ -178,13 +178,7 @@ def main(argv=None) -> int:
         "is saturated. The engine does not overlap the all-reduce with the backward pass (DDP does); "
         "not measured here.",
     ]
-    m = res["machine"]
-    load = lambda v: ", ".join(f"{x:.2f}" for x in v) if v else "n/a"  # noqa: E731
-    L = [f"# Data-parallel training with torchrun (gloo, CPU){' (quick smoke test)' if args.quick else ''}\n",
-         f"- command: `{res['command']}`", f"- date: {res['date']}  (script wall time {res['wall_s']:.0f} s)",
-         f"- machine: {m['nproc']} CPUs (nproc), {m['cpu_model']}, {m['mem_total_gib']} GiB RAM; {m['platform']}; "
-         f"load average at start {load(res['loadavg_start'])}, at end {load(res['loadavg_end'])} (shared machine)",
-         versions_line(m),
+    L = [*report_header("Data-parallel training with torchrun (gloo, CPU)", res, args.quick),
          f"- data: {args.n} seeded random windows of 128 x 6 float32; global batch {BATCH}; {args.epochs} epochs "
          "per run, throughput from the fastest epoch after the first\n", "## Throughput\n"]
     L += md_table(["workload", "processes x threads", "best epoch s", "samples/s", "vs 1 x 1", "efficiency"],

@@ -47,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import best_of, command_line, finish_run, fmt_rate, fmt_ratio, limit_threads, log  # noqa: E402
+from _harness import training_device, best_of, command_line, finish_run, fmt_rate, fmt_ratio, limit_threads, log  # noqa: E402
 from _harness import md_bullets, md_table, now_iso, publish, timed, torch_machine_info, versions_line  # noqa: E402
 from bench_tda import PACKAGES as TDA_PACKAGES  # noqa: E402
 from bench_tda import ref_authors  # noqa: E402  (the authors' reference pipeline, shared with bench_tda)
@@ -369,7 +369,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     limit_threads(args.threads)
     command = command_line(argv)
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = training_device(args.device)
     log(f"topokd {topokd.__version__}, torch {torch.__version__}; device {device}; {command}")
     machine = torch_machine_info(device, (*TDA_PACKAGES, "aeon", "scikit-learn"))
     training_s = 0.0

@@ -59,7 +59,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import command_line, finish_run, fmt_rate, limit_threads, log, md_table, now_iso, publish  # noqa: E402
+from _harness import training_device, command_line, finish_run, fmt_rate, limit_threads, log, md_table, now_iso, publish  # noqa: E402
 from _harness import timed, torch_machine_info, versions_line  # noqa: E402
 from bench_pinet import baseline, history_summary  # noqa: E402
 
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     limit_threads(args.threads)
     command = command_line(argv)
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = training_device(args.device)
     log(f"{command}; device {device}")
     machine = torch_machine_info(device, ("gudhi", "persim", "ripser", "aeon", "scikit-learn"))
     notes = []

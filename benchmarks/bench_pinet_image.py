@@ -44,7 +44,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import REPO, command_line, finish_run, fmt_rate, fmt_ratio, limit_threads, log, md_bullets  # noqa: E402
+from _harness import training_device, REPO, command_line, finish_run, fmt_rate, fmt_ratio, limit_threads, log, md_bullets  # noqa: E402
 from _harness import md_table, now_iso, publish, timed, torch_machine_info, versions_line  # noqa: E402
 
 #: The fixture ships beside the project root, as for the tests (tests/conftest.py).
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     imgs, ref = load_fixture(args.fixture)  # fail early when the test set is missing
     limit_threads(args.threads)
     command = command_line(argv)
-    device = torch.device(args.device) if args.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = training_device(args.device)
     log(f"topokd {topokd.__version__}, torch {torch.__version__}; device {device}; {command}")
     machine = torch_machine_info(device, ("scikit-image", "scikit-learn", "scipy"))
 
