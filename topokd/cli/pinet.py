@@ -154,9 +154,12 @@ def load_data(spec: str, key: str | None, channels_first: bool = False, channels
     return X
 
 
-def _check_output(path, force: bool, option: str) -> None:
-    """Refuse an output before any work: it exists (without --force) or its folder is missing."""
+def _check_output(path, force: bool, option: str, suffix: str) -> None:
+    """Refuse an output before any work: not a ``suffix`` file, it exists
+    (without --force) or its folder is missing."""
     path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{option} {path}: must end in {suffix} (e.g. {path.with_suffix(suffix).name})")
     if path.exists() and not force:
         raise FileExistsError(f"{path} already exists; pass --force to replace it")
     if not path.parent.is_dir():
@@ -190,11 +193,11 @@ def run(args) -> int:
     # Misuse and unwritable outputs are refused before any work (and before torch loads).
     report = Path(args.json) if args.pinet_command == "evaluate" and args.json else None
     if args.pinet_command == "train":
-        _check_output(args.output, args.force, "--output")
+        _check_output(args.output, args.force, "--output", ".safetensors")
         if args.resume and not args.checkpoint:
             raise ValueError("--resume continues from a training state: give it with --checkpoint PATH")
         if args.checkpoint:
-            _check_output(args.checkpoint, True, "--checkpoint")  # rewritten every epoch
+            _check_output(args.checkpoint, True, "--checkpoint", ".safetensors")  # rewritten every epoch
         widths = _widths(args.widths)
         if args.head_rank < 1:
             raise ValueError(f"--head-rank {args.head_rank}: the rank of the lowrank head must be >= 1")
@@ -202,9 +205,9 @@ def run(args) -> int:
             raise ValueError(f"--samples-per-epoch {args.samples_per_epoch}: must be >= 1")
         groups = _augment_args(args)
     elif args.pinet_command == "predict":
-        _check_output(args.output, args.force, "--output")
+        _check_output(args.output, args.force, "--output", ".npz")
     if report is not None:
-        _check_output(report, args.force, "--json")
+        _check_output(report, args.force, "--json", ".json")
     if args.device is not None:
         from .._validation import check_device
 
