@@ -176,10 +176,10 @@ def test_pinet_fit_with_augment_validates_on_clean_pis_and_round_trips(tmp_path)
 
 def test_pinet_samples_per_epoch_without_augment_uses_the_precomputed_pis():
     from topokd.pinet import PINet
-    from topokd.pinet.targets import sampled_batches
+    from topokd.engine import tensor_batches
 
     inputs, targets = torch.arange(10.0)[:, None], torch.arange(10.0)[:, None] * 3
-    batches = list(sampled_batches(inputs, targets, batch_size=4, samples_per_epoch=25)(torch.Generator()))
+    batches = list(tensor_batches(inputs, targets, batch_size=4, samples_per_epoch=25, min_batch=2)(torch.Generator()))
     assert [len(b[0]) for b in batches] == [4] * 6  # the last batch of one sample is skipped
     seen = torch.cat([b[0] for b in batches]).flatten()
     assert torch.equal(torch.cat([b[1] for b in batches]).flatten(), seen * 3)  # pairs stay aligned

@@ -42,7 +42,7 @@ import copy
 import csv
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,21 +155,45 @@ class MetricsLog:
         (self.run_dir / "metrics.json").write_text(json.dumps(self.history, indent=1) + "\n")
 
 
+def draw_order(n: int, samples: int, generator: torch.Generator) -> torch.Tensor:
+    """``samples`` indices into ``n`` samples: whole seeded permutations,
+    concatenated, the last one cut (each sample at most once more than any
+    other).  ``samples == n`` is one ``torch.randperm(n)``."""
+    rounds = -(-samples // n)
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(rounds)])[:samples]
+
+
+def epoch_batches(n: int, samples: int, batch_size: int, generator: torch.Generator,
+                  min_batch: int = 2) -> Iterator[torch.Tensor]:
+    """The index batches of one epoch of ``samples`` draws (:func:`draw_order`);
+    a batch smaller than ``min_batch`` is skipped (BatchNorm in train mode
+    needs two samples) unless the epoch itself is that small."""
+    for index in draw_order(n, samples, generator).split(batch_size):
+        if len(index) < min_batch <= samples:
+            continue
+        yield index
+
+
 def tensor_batches(*tensors: torch.Tensor, batch_size: int, device=None, shuffle: bool = True,
-                   min_batch: int = 1) -> Callable[[torch.Generator], Iterable[tuple]]:
+                   min_batch: int = 1, samples_per_epoch: int | None = None
+                   ) -> Callable[[torch.Generator], Iterable[tuple]]:
     """``batches(generator)`` over aligned tensors: a seeded permutation
     split into ``batch_size`` pieces, moved to ``device``.  Batches smaller
     than ``min_batch`` are skipped (``min_batch=2``: BatchNorm in train mode
-    needs two samples) unless the whole data set is that small."""
+    needs two samples) unless the whole epoch is that small.
+    ``samples_per_epoch``: epochs of that many samples instead of one pass
+    (whole permutations repeated as needed, :func:`draw_order`)."""
     n = len(tensors[0])
     if any(len(t) != n for t in tensors):
         raise ValueError(f"tensors must hold the same number of samples, got {[len(t) for t in tensors]}")
+    samples = n if samples_per_epoch is None else int(samples_per_epoch)
 
     def batches(generator: torch.Generator):
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        for idx in order.split(batch_size):
-            if len(idx) < min_batch and n >= min_batch:
-                continue
+        if shuffle:
+            indices = epoch_batches(n, samples, batch_size, generator, min_batch)
+        else:
+            indices = (idx for idx in torch.arange(n).split(batch_size) if len(idx) >= min_batch or n < min_batch)
+        for idx in indices:
             yield tuple(t[idx].to(device) for t in tensors)
 
     return batches

@@ -553,7 +553,7 @@ class PINet(ParamsMixin):
     def _batches(self, module, X, Y, augment, device):
         """The engine's ``batches(generator)``: augmented windows with their exact
         PIs (``augment``), or the precomputed pairs, ``samples_per_epoch`` per epoch."""
-        from .targets import AugmentedTargets, sampled_batches
+        from .targets import AugmentedTargets
 
         if augment is not None:
             from ..distill.trainer import OnlinePIs
@@ -563,9 +563,9 @@ class PINet(ParamsMixin):
                                     target_scale=self.target_scale_, samples_per_epoch=self.samples_per_epoch,
                                     device=device)
         inputs, targets = module.network_input(self._channel_major(X)), self._scaled(Y)
-        if self.samples_per_epoch is not None:
-            return sampled_batches(inputs, targets, batch_size=int(self.batch_size),
-                                   samples_per_epoch=int(self.samples_per_epoch), device=device)
+        if self.samples_per_epoch is not None:  # epochs of samples seen, as with augment
+            return tensor_batches(inputs, targets, batch_size=int(self.batch_size), device=device, min_batch=2,
+                                  samples_per_epoch=int(self.samples_per_epoch))
         return tensor_batches(inputs, targets, batch_size=int(self.batch_size), device=device)
 
     def _check_resumable(self) -> None:

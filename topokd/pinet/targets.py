@@ -18,24 +18,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-
-def draw_order(n: int, samples: int, generator: torch.Generator) -> torch.Tensor:
-    """``samples`` indices into ``n`` windows: whole seeded permutations,
-    concatenated, the last one cut (each window at most once more than any
-    other)."""
-    rounds = -(-samples // n)
-    return torch.cat([torch.randperm(n, generator=generator) for _ in range(rounds)])[:samples]
-
-
-def epoch_batches(n: int, samples: int, batch_size: int, generator: torch.Generator,
-                  min_batch: int = 2) -> Iterator[torch.Tensor]:
-    """The index batches of one epoch of ``samples`` draws (:func:`draw_order`);
-    a last batch smaller than ``min_batch`` is skipped (BatchNorm in train
-    mode needs two samples) unless the epoch itself is that small."""
-    for index in draw_order(n, samples, generator).split(batch_size):
-        if len(index) < min_batch <= samples:
-            continue
-        yield index
+from ..engine.loop import draw_order, epoch_batches  # noqa: F401  (draw_order: re-exported)
 
 
 class AugmentedTargets:
@@ -73,18 +56,4 @@ class AugmentedTargets:
             yield self.network_input(signal).to(self.device), targets.to(self.device)
 
 
-def sampled_batches(*tensors: torch.Tensor, batch_size: int, samples_per_epoch: int, device=None,
-                    min_batch: int = 2) -> Callable[[torch.Generator], Iterator[tuple]]:
-    """``batches(generator)`` over aligned precomputed tensors with epochs of
-    ``samples_per_epoch`` samples (:func:`draw_order`), for training on fixed
-    targets with the same notion of an epoch as :class:`AugmentedTargets`."""
-    n = len(tensors[0])
-
-    def batches(generator: torch.Generator):
-        for index in epoch_batches(n, int(samples_per_epoch), int(batch_size), generator, min_batch):
-            yield tuple(t[index].to(device) for t in tensors)
-
-    return batches
-
-
-__all__ = ["AugmentedTargets", "draw_order", "epoch_batches", "sampled_batches"]
+__all__ = ["AugmentedTargets", "draw_order", "epoch_batches"]
