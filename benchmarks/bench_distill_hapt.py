@@ -20,9 +20,12 @@ Protocol (issue "Topological distillation that works on real wearable data"):
   without augmentation; one KD run from the last-epoch teacher (ESKD);
 * a second table, one seed: AT, SP, FT, DDGSD, FitNet, RKD, PKT, DKD, DIST
   (each with CE, against the signal teacher, DDGSD self-distilled);
-* hyper-parameters chosen on validation users only: the PI teacher's weight
-  in TPKD and the fused-SP / AMD weights, each from a small grid, seed 0,
-  by validation accuracy; the selection is reported;
+* hyper-parameters chosen on validation users only, seed 0, by validation
+  accuracy: first the PI teacher's view (``student``: the PIs of the
+  augmented window the student sees; ``clean``: the original window's
+  precomputed PIs, as in Jeon et al.'s code) and the AMD weight, then the
+  PI teacher's weight in TPKD and the fused-SP weight, each from a small
+  grid; the selection is reported;
 * per student: test accuracy of the best-validation epoch and of the last
   epoch, and with Gaussian noise added to the test windows at 30, 20, 10 and
   5 dB SNR (noise power = the mean square of each window channel / 10^(SNR/10)).
@@ -59,6 +62,8 @@ from _harness import versions_line, write_results  # noqa: E402
 SNRS = (30, 20, 10, 5)
 KD = {"temperature": 4.0}
 TOPOLOGICAL = ("pi-kd", "tpkd", "fused-sp")
+#: the hyper-parameters chosen on validation users, and the variant each is chosen with
+SELECTED_ON = {"pi_view": "pi-kd", "amd_weight": "kd+amd", "tpkd_pi_weight": "tpkd", "fused_sp_weight": "fused-sp"}
 
 
 # ---------------------------------------------------------------------------
@@ -87,6 +92,7 @@ def variants(args, chosen: dict) -> dict:
     """name -> (teachers [(name, weight, checkpoint)], losses, description, topological)."""
     ce, kd = 1.0 - args.kd_weight, {"weight": args.kd_weight, **KD}
     a = chosen.get("tpkd_pi_weight", 0.5)
+    view = chosen.get("pi_view", "student")
     return {
         "scratch": ([], {"ce": 1.0}, "CE only, no teacher", False),
         "kd": ([("signal", 1.0, "best")], {"ce": ce, "kd": kd}, "KD from the signal teacher", False),
@@ -94,13 +100,13 @@ def variants(args, chosen: dict) -> dict:
                     "KD from the signal teacher's last epoch (ESKD comparison)", False),
         "kd+amd": ([("signal", 1.0, "best")], {"ce": ce, "kd": kd, "amd": {"weight": chosen.get("amd_weight", 1.0)}},
                    "KD + AMD (signal teacher)", False),
-        "pi-kd": ([("pi", 1.0, "best")], {"ce": ce, "kd": kd}, "KD from the PI teacher", True),
-        "tpkd": ([("pi", a, "best"), ("signal", 1.0 - a, "best")], {"ce": ce, "kd": kd},
-                 f"multi-teacher KD, PI {a:g} + signal {1 - a:g} (TPKD-style)", True),
-        "fused-sp": ([("pi", a, "best"), ("signal", 1.0 - a, "best")],
+        "pi-kd": ([("pi", 1.0, "best", view)], {"ce": ce, "kd": kd}, f"KD from the PI teacher (view {view})", True),
+        "tpkd": ([("pi", a, "best", view), ("signal", 1.0 - a, "best")], {"ce": ce, "kd": kd},
+                 f"multi-teacher KD, PI {a:g} (view {view}) + signal {1 - a:g} (TPKD-style)", True),
+        "fused-sp": ([("pi", a, "best", view), ("signal", 1.0 - a, "best")],
                      {"ce": ce, "kd": kd, "fused_sp": {"weight": chosen.get("fused_sp_weight", 100.0),
                                                        "stages": "all"}},
-                     "TGD: multi-teacher KD + fused SP over all stages", True),
+                     f"TGD: multi-teacher KD (PI view {view}) + fused SP over all stages", True),
         "mix-kd": ([("signal", 1.0, "best")],
                    {"ce": ce, "kd": {**kd, "standardize": True},
                     "partial_mixup": {"alpha": 0.4, "fraction": 0.5}},
@@ -123,7 +129,8 @@ def student_raw(args, base: dict, teachers, losses, augment: str | None, tag: st
     if augment:
         train["augment"] = augment
     raw["student"] = {"model": args.student, "losses": copy.deepcopy(losses), "train": train,
-                      "teachers": [{"name": n, "weight": w, "checkpoint": c} for n, w, c in teachers]}
+                      "teachers": [{"name": n, "weight": w, "checkpoint": c, "view": v[0] if v else "student"}
+                                   for n, w, c, *v in teachers]}
     raw["output"] = str(Path(base["output"]))
     raw["_tag"] = tag
     return raw
@@ -285,9 +292,15 @@ def render(res: dict) -> str:
           "that the 2-D PI teacher fits the CPU budget), 6 channels", "- settings: " + ", ".join(
               f"{k} {v}" for k, v in res["settings"].items()), ""]
     L += ["## Headline", "", res["headline"], "", *[f"- {f}" for f in res["findings"]], ""]
-    L += ["## Hyper-parameters chosen on validation users (seed 0)", ""]
-    L += md_table(["parameter", "grid", "validation accuracy per value", "chosen"],
-                  [[k, ", ".join(f"{g:g}" for g in v["grid"]), ", ".join(pct(a) for a in v["val"]), f"{v['chosen']:g}"]
+    L += ["## Hyper-parameters chosen on validation users (seed 0)", "",
+          "`pi_view`: what the PI teacher sees while the student trains on Mix1-augmented windows: `student` (the "
+          "augmented window, its PIs computed on the fly) or `clean` (the original window's precomputed PIs, as in "
+          "Jeon et al.'s code); the PI teacher is trained on clean PIs. Chosen first; the PI-teacher weights are "
+          "then chosen with it.", ""]
+    L += md_table(["parameter", "chosen with", "grid", "validation accuracy per value", "chosen"],
+                  [[k, v["variant"], ", ".join(f"{g:g}" if isinstance(g, float) else str(g) for g in v["grid"]),
+                    ", ".join(pct(a) for a in v["val"]),
+                    f"{v['chosen']:g}" if isinstance(v["chosen"], float) else str(v["chosen"])]
                    for k, v in res["selection"].items()])
     L += ["", "## Teachers (seed 0)", ""]
     L += md_table(["teacher", "model", "test acc (best-val epoch)", "test acc (last epoch)", "best-val epoch", "s"],
@@ -327,7 +340,7 @@ def render(res: dict) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 2 epochs, a subset of variants")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--teacher-epochs", type=int, default=15)
     p.add_argument("--student-epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=64)
@@ -362,26 +375,30 @@ def main(argv=None) -> int:
         teachers = {t["name"]: {**t, "model": {"signal": args.signal_teacher, "pi": args.pi_teacher,
                                                "fusion": f"{args.fusion_signal} + {args.fusion_pi}"}[t["name"]]}
                     for t in teachers}
-        # selection on validation users (seed 0)
-        grids = {"tpkd_pi_weight": [0.3, 0.5, 0.7], "fused_sp_weight": [30.0, 300.0], "amd_weight": [300.0, 3000.0]}
+        # selection on validation users (seed 0), in two rounds: first the PI teacher's view (and the
+        # AMD weight, which does not depend on it), then the PI-teacher weights with the chosen view
+        rounds = [{"pi_view": ["student", "clean"], "amd_weight": [300.0, 3000.0]},
+                  {"tpkd_pi_weight": [0.3, 0.5, 0.7], "fused_sp_weight": [30.0, 300.0]}]
         if args.quick:
-            grids = {k: v[:1] for k, v in grids.items()}
-        sel_jobs = []
-        for key, grid in grids.items():
-            for g in grid:
-                chosen = {key: g}
-                if key == "fused_sp_weight":
-                    chosen["tpkd_pi_weight"] = 0.5
-                vname = {"tpkd_pi_weight": "tpkd", "fused_sp_weight": "fused-sp", "amd_weight": "kd+amd"}[key]
-                teach, losses, _, _ = variants(args, chosen)[vname]
-                sel_jobs.append(("student", (student_raw(args, base, teach, losses, "mix1",
-                                                         f"select-{key}={g:g}|seed0"),)))
-        selected = run_jobs(pool, sel_jobs, "selection (validation users, seed 0)")
+            rounds = [{k: v if k == "pi_view" else v[:1] for k, v in r.items()} for r in rounds]
         selection, chosen = {}, {}
-        for key, grid in grids.items():
-            vals = [next(r["best_val_acc"] for r in selected if r["tag"] == f"select-{key}={g:g}|seed0") for g in grid]
-            chosen[key] = grid[int(np.argmax(vals))]
-            selection[key] = {"grid": grid, "val": vals, "chosen": chosen[key]}
+        for number, grids in enumerate(rounds, 1):
+            sel_jobs = []
+            for key, grid in grids.items():
+                for g in grid:
+                    trial = {**chosen, key: g}
+                    if key == "fused_sp_weight":
+                        trial["tpkd_pi_weight"] = 0.5
+                    vname = SELECTED_ON[key]
+                    teach, losses, _, _ = variants(args, trial)[vname]
+                    sel_jobs.append(("student", (student_raw(args, base, teach, losses, "mix1",
+                                                             f"select-{key}={g}|seed0"),)))
+            selected = run_jobs(pool, sel_jobs, f"selection round {number} (validation users, seed 0)")
+            for key, grid in grids.items():
+                vals = [next(r["best_val_acc"] for r in selected if r["tag"] == f"select-{key}={g}|seed0")
+                        for g in grid]
+                chosen[key] = grid[int(np.argmax(vals))]
+                selection[key] = {"grid": grid, "val": vals, "chosen": chosen[key], "variant": SELECTED_ON[key]}
         table = variants(args, chosen)
         if args.quick:
             table = {k: table[k] for k in ("scratch", "kd", "tpkd")}

@@ -103,6 +103,35 @@ def test_pi_teachers_see_the_pis_of_the_augmented_window(trained):
     np.testing.assert_array_equal(online_pis(cfg)(plain.signal).numpy(), plain.pi.numpy())
 
 
+def test_a_clean_view_teacher_sees_the_unaugmented_window_and_its_precomputed_pis(trained):
+    tmp, splits = trained
+    cfg = parse_config(config(tmp))
+    pi = Teacher("pi", load_teacher(cfg, "pi", "best", splits), "pi", view="clean")
+    signal = Teacher("signal", load_teacher(cfg, "signal", "best", splits), "signal")
+    seen = {"pi": [], "signal": []}
+    for t in (pi, signal):
+        t.model.register_forward_pre_hook(lambda m, args, name=t.name: seen[name].append(args[0].clone()))
+    student = create_model("resnet8", dims=1, num_classes=len(splits.classes), in_channels=3)
+    from topokd.distill.augment import get_augmentation
+
+    batch = next(batches(splits.train, 8, "cpu", shuffle=False))
+    clean, clean_pis = batch.signal.clone(), batch.pi.clone()
+    calls = []
+    distiller = Distiller(student, [pi, signal], {"ce": 0.5, "kd": 0.5}, example=batch,
+                          augment=get_augmentation("mix1"), online_pis=lambda x: calls.append(x))
+    distiller.forward_train(batch, torch.Generator().manual_seed(0))
+    assert not torch.equal(batch.signal, clean)
+    torch.testing.assert_close(seen["pi"][-1], clean_pis, rtol=0, atol=0)  # the clean PIs, not recomputed
+    np.testing.assert_array_equal(clean_pis.numpy(), topokd.signal_pis(
+        clean.transpose(1, 2).numpy().astype(np.float64), resolution=10))
+    torch.testing.assert_close(seen["signal"][-1], batch.signal, rtol=0, atol=0)  # view "student": augmented
+    assert calls == []  # no teacher needed the PIs of the augmented windows
+    with pytest.raises(ValueError, match="view must be one of"):
+        Teacher("pi", pi.model, "pi", view="raw")
+    with pytest.raises(ValueError, match="teacher 'pi' has view 'clean', but partial_mixup mixes"):
+        Distiller(student, [pi], {"ce": 1.0, "partial_mixup": {"alpha": 0.4}}, example=batch)
+
+
 def test_loss_options_are_checked_at_parse_time(tmp_path):
     from topokd.config import ConfigError
 
@@ -113,6 +142,14 @@ def test_loss_options_are_checked_at_parse_time(tmp_path):
         parse_config(config(tmp_path, losses={"ce": 1, "mixup": {"alpha": 1}, "partial_mixup": {"alpha": 1}}))
     with pytest.raises(ConfigError, match=r"student.losses.sp.stages must be 'last' or 'all', got 'first'"):
         parse_config(config(tmp_path, losses={"sp": {"stages": "first"}}))
+    clean_pi = ["signal", {"name": "pi", "view": "clean"}]
+    parse_config(config(tmp_path, teachers=clean_pi, losses={"ce": 0.5, "kd": 0.5}))
+    with pytest.raises(ConfigError, match="teacher 'pi' has view 'clean', but mixup mixes"):
+        parse_config(config(tmp_path, teachers=clean_pi, losses={"ce": 1, "mixup": {"alpha": 1}}))
+    with pytest.raises(ConfigError, match="teacher 'pi' has view 'clean', but train.mixup_alpha mixes"):
+        parse_config(config(tmp_path, teachers=clean_pi, train={**TINY, "mixup_alpha": 0.4}))
+    with pytest.raises(ConfigError, match=r"view"):
+        parse_config(config(tmp_path, teachers=[{"name": "pi", "view": "raw"}]))
 
 
 def test_ft_pretrains_and_freezes_its_paraphraser(trained):

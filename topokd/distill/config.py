@@ -36,6 +36,7 @@ Schema (defaults in brackets)::
         - name: STR                   # required; a key of `teachers`
           weight: FLOAT               # [1.0], >= 0
           checkpoint: best | last | INT   # [best]; ESKD: an epoch number >= 1
+          view: student | clean       # [student] the augmented batch the student sees, or the clean windows
       pinet: STR | null               # PI-augmented student: a signal PI-Net checkpoint
       pi_model: STR | null            #   and the 2-D model over its PIs (both or neither)
       losses: {NAME: W | {weight: W, teachers: [NAMES], stages: last | all, **params}}  # [{ce: 1.0}]
@@ -56,7 +57,8 @@ Cross-field rules (checked here, with the key in the message): a student's
 teachers must be defined under ``teachers``; ``inputs: fusion`` needs
 ``pi_model``; losses that compare with a teacher need one; a same-modality
 feature loss (AT, AMD, FitNet, FT) cannot use a persistence-image teacher
-(use SP, fused SP, RKD or PKT); ``pinet`` and ``pi_model`` go together.
+(use SP, fused SP, RKD or PKT); ``pinet`` and ``pi_model`` go together; a
+teacher with ``view: clean`` cannot be combined with mixup.
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ class TeacherUse:
     weight: float = 1.0
     # ESKD: "best" (best validation epoch), "last", or an epoch number.
     checkpoint: Literal["best", "last"] | int = "best"
+    # What the teacher sees: "student" (the batch the student sees, after
+    # augmentation, with the PIs of the augmented windows) or "clean" (the
+    # un-augmented windows and their precomputed PIs, as Jeon et al.'s PI
+    # teachers saw them); see topokd.distill.distiller.
+    view: Literal["student", "clean"] = "student"
 
     def __post_init__(self):
         if not self.weight >= 0:
@@ -201,7 +208,25 @@ def parse_config(raw: dict, base_dir: Path | None = None, overrides=None) -> Exp
         if student.pinet is not None and base_dir is not None and not Path(student.pinet).is_absolute():
             student.pinet = str(Path(base_dir) / student.pinet)
         _check_losses(student, cfg.teachers)
+        _check_views(student)
     return cfg
+
+
+def _check_views(student: "StudentSpec") -> None:
+    """``view: clean`` shows a teacher the un-augmented window; on a mixed
+    batch that window is not the one the student is trained on, so refuse it."""
+    from .losses.registry import loss_entry
+
+    clean = [u.name for u in student.teachers if u.view == "clean"]
+    if not clean:
+        return
+    mixing = [n for n in student.losses if loss_entry(n).inputs == "batch"]
+    if student.train.mixup_alpha > 0:
+        mixing.append("train.mixup_alpha")
+    if mixing:
+        raise ConfigError(f"student.teachers: teacher {clean[0]!r} has view 'clean', but {mixing[0]} mixes the "
+                          "student's windows, so the clean window is not the one the student learns from; use "
+                          "view 'student' with mixup")
 
 
 def _check_augment(name, where: str) -> None:

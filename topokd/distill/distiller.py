@@ -30,10 +30,18 @@ consumes (its ``inputs`` kind):
 
 Options of a loss in the config besides its own parameters: ``weight``
 (default 1) and ``teachers`` (the names of the student's teachers it uses;
-default all of them).  Teachers see exactly the batch the student sees:
-after augmentation and mixup, a PI or fusion teacher gets the PIs of the
-transformed windows computed by the exact engine (:class:`OnlinePIs`); the
-precomputed PIs are used only when nothing transforms the batch.
+default all of them).  By default (``view="student"``) teachers see exactly
+the batch the student sees: after augmentation and mixup, a PI or fusion
+teacher gets the PIs of the transformed windows computed by the exact engine
+(:class:`OnlinePIs`); the precomputed PIs are used only when nothing
+transforms the batch.  A teacher with ``view="clean"`` sees the
+un-augmented windows and their precomputed PIs instead, as the PI teachers
+of Jeon et al.'s TPKD code (PIs computed once from the original windows)
+did: the right choice for a teacher trained on clean inputs when the
+augmentation changes the topology (Mix1's zeroed segment adds a deep
+minimum to every window, and a PI teacher trained on clean PIs classifies
+such PIs barely above chance).  It cannot be combined with mixup (the clean
+window is then not the one the student learns from).
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ from ..models import FeatureExtractor
 from .losses.registry import create_loss, list_losses, loss_entry
 from .trainer import Batch, model_input
 
+#: What a teacher sees: the student's (augmented) batch, or the clean windows.
+VIEWS = ("student", "clean")
+
 #: Distiller-level options of a loss entry (not passed to the loss).
 LOSS_OPTIONS = ("weight", "teachers", "stages", "paraphraser_epochs")
 
@@ -62,6 +73,14 @@ class Teacher:
     model: nn.Module
     inputs: str = "signal"
     weight: float = 1.0
+    # "student": the batch the student sees (augmented, with the PIs of the
+    # augmented windows); "clean": the un-augmented windows and their
+    # precomputed PIs.
+    view: str = "student"
+
+    def __post_init__(self):
+        if self.view not in VIEWS:
+            raise ValueError(f"teacher {self.name!r}: view must be one of {list(VIEWS)}, got {self.view!r}")
 
     def layers(self, kind: str) -> list[str]:
         """The stages a ``kind`` loss compares: same-modality (1-D) stages
@@ -166,6 +185,11 @@ class Distiller(nn.Module):
                 raise ValueError(f"student.losses.{name} compares two distorted views of each window: set "
                                  "student.train.augment (e.g. mix1)")
             raw_terms.append((name, weight, entry.inputs, params, index, stages, options))
+        clean = [t.name for t in self.teachers if t.view == "clean"]
+        if clean and self.transform is not None:
+            raise ValueError(f"teacher {clean[0]!r} has view 'clean', but {self.transform[0]} mixes the student's "
+                             "windows, so the clean window is not the one the student learns from; use view "
+                             "'student' with mixup")
         s_layers = [n for n in getattr(student, "feature_layers", ()) if not n.startswith("pi_backbone.")]
         self.student_layers = s_layers
         needs_features = any(term[2] in ("features", "relations", "views") for term in raw_terms)
@@ -292,14 +316,16 @@ class Distiller(nn.Module):
         if self.transform is not None:
             batch.signal, y_a, y_b, lam = self.transform[1](batch.signal, batch.y, generator=generator)
             transformed = True
-        if transformed and self.online_pis is not None and any(t.inputs != "signal" for t in self.teachers):
+        clean_batch = Batch(clean, batch.pi, batch.y)
+        if transformed and self.online_pis is not None and any(t.inputs != "signal" and t.view == "student"
+                                                                for t in self.teachers):
             batch.pi = self.online_pis(batch.signal)
         logits = self.student(batch.signal).float()
         s_feats = [self._s_fx.features[n] for n in self.student_layers] if self._s_fx is not None else []
         t_logits, t_feats = [], []
         with torch.no_grad():
             for t, fx in zip(self.teachers, self._t_fx):
-                t_logits.append(model_input(t.model, t.inputs, batch).float())
+                t_logits.append(model_input(t.model, t.inputs, clean_batch if t.view == "clean" else batch).float())
                 t_feats.append({n: fx.features[n] for n in fx.layers} if fx is not None else {})
         terms = {}
         for term in self.terms:

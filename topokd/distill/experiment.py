@@ -179,7 +179,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     torch.manual_seed(spec.train.seed)
     student = build_student(spec, classes, channels)
     teachers = [Teacher(use.name, load_teacher(cfg, use.name, use.checkpoint, splits), cfg.teachers[use.name].inputs,
-                        use.weight) for use in spec.teachers]
+                        use.weight, use.view) for use in spec.teachers]
     settings = spec.train
     device = settings.torch_device
     for t in teachers:
@@ -190,7 +190,7 @@ def distill(cfg: ExperimentConfig, splits: Splits | None = None, *, resume: bool
     if settings.mixup_alpha > 0 and not any(loss_entry(n).inputs == "batch" for n in losses):
         # train.mixup_alpha / mixup_fraction: partial mixup of the student's batch
         losses["partial_mixup"] = {"alpha": settings.mixup_alpha, "fraction": settings.mixup_fraction}
-    online = online_pis(cfg) if any(t.inputs != "signal" for t in teachers) else None
+    online = online_pis(cfg) if any(t.inputs != "signal" and t.view == "student" for t in teachers) else None
     distiller = Distiller(student.to(device), teachers, losses, example=example.to(device), augment=augment,
                           online_pis=online)
     if any(term.name == "ft" for term in distiller.terms):
