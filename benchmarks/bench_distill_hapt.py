@@ -356,6 +356,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--name", help="results file name (default distill-hapt, or distill-hapt-quick)")
     return p.parse_args(argv)
 
 
@@ -364,7 +365,7 @@ def main(argv=None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.quick:
         seeds, args.teacher_epochs, args.student_epochs = seeds[:1], 2, 2
-    name = "distill-hapt-quick" if args.quick else "distill-hapt"
+    name = args.name or ("distill-hapt-quick" if args.quick else "distill-hapt")
     load_start = loadavg()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="topokd-bench-hapt-"))
     base = base_config(args, workdir, 0)
@@ -381,7 +382,7 @@ def main(argv=None) -> int:
                   {"tpkd_pi_weight": [0.3, 0.5, 0.7], "fused_sp_weight": [30.0, 300.0]}]
         if args.quick:
             rounds = [{k: v if k == "pi_view" else v[:1] for k, v in r.items()} for r in rounds]
-        selection, chosen = {}, {}
+        selection, chosen, selected_runs = {}, {}, []
         for number, grids in enumerate(rounds, 1):
             sel_jobs = []
             for key, grid in grids.items():
@@ -394,6 +395,7 @@ def main(argv=None) -> int:
                     sel_jobs.append(("student", (student_raw(args, base, teach, losses, "mix1",
                                                              f"select-{key}={g}|seed0"),)))
             selected = run_jobs(pool, sel_jobs, f"selection round {number} (validation users, seed 0)")
+            selected_runs += selected
             for key, grid in grids.items():
                 vals = [next(r["best_val_acc"] for r in selected if r["tag"] == f"select-{key}={g}|seed0")
                         for g in grid]
@@ -445,9 +447,11 @@ def main(argv=None) -> int:
         f"ESKD: KD from the best-validation teacher {pct(summary['kd|mix1']['test']['mean'])} vs from its last epoch "
         f"{pct(summary['kd-last|mix1']['test']['mean'])}" if "kd-last|mix1" in summary else "ESKD: not run (quick)",
     ]
-    pis = [(r["online_pi_seconds"], r["seconds"]) for r in main_runs if r.get("online_pi_seconds")]
+    online = [r for r in main_runs + selected_runs if r.get("online_pi_seconds")]
+    pis = [(r["online_pi_seconds"], r["seconds"]) for r in online]
     pi_cost = ("no run computed PIs on the fly" if not pis else
-               f"PI / fusion-teacher students computed the PIs of every augmented batch with the exact engine: "
+               f"PI-teacher students with view `student` ({', '.join(sorted({r['tag'] for r in online}))}) "
+               f"computed the PIs of every augmented batch with the exact engine: "
                f"{100 * np.mean([a / b for a, b in pis]):.1f} % of their training time on average "
                f"(max {100 * max(a / b for a, b in pis):.1f} %; target < 10 %), over {len(pis)} runs.")
     res = {"command": command_line(argv), "date": now_iso(), "wall_s": time.perf_counter() - T0,

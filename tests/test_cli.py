@@ -122,3 +122,21 @@ def test_console_script_help(tmp_path):
     assert "--preset" in help_text and "--force" in help_text
     demo_help = subprocess.run([exe, "demo", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--quick" in demo_help and "--data" in demo_help and "%%" not in demo_help
+
+
+def test_atomic_path_does_not_replace_a_file_written_meanwhile(tmp_path):
+    from topokd.io import atomic_path, current_umask, write_atomic
+
+    target = tmp_path / "out.json"
+    with pytest.raises(FileExistsError, match="written meanwhile by another process"):
+        with atomic_path(target, overwrite=False) as tmp:
+            tmp.write_text("ours")
+            target.write_text("theirs")  # another process, after the existence check
+    assert target.read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary left
+    with pytest.raises(FileExistsError, match="pass --force"):
+        write_atomic(target, "again", overwrite=False)
+    write_atomic(target, "forced")
+    assert target.read_text() == "forced"
+    fresh = write_atomic(tmp_path / "new.json", "x", overwrite=False)
+    assert fresh.read_text() == "x" and oct(fresh.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())

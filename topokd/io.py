@@ -44,12 +44,28 @@ def new_temp(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
     return Path(tmp)
 
 
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+def publish(tmp: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Give ``tmp`` the permissions a new file gets (``0o666 & ~umask``,
     like the CSV/JSON written beside it; ``mkstemp`` creates 0600) and
-    rename it over ``path`` atomically."""
+    rename it over ``path`` atomically.  With ``overwrite=False`` a ``path``
+    that appeared meanwhile (another process) is not replaced: the file is
+    hard-linked into place, which fails atomically if ``path`` exists
+    (:class:`FileExistsError`; ``tmp`` is left for the caller to remove)."""
     os.chmod(tmp, 0o666 & ~current_umask())
-    os.replace(tmp, path)
+    if overwrite:
+        os.replace(tmp, path)
+        return Path(path)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists (written meanwhile by another process); pass --force "
+                              "(overwrite=True) to replace it") from None
+    except OSError:  # a file system without hard links: the check-then-rename fallback
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} already exists; pass --force (overwrite=True) to replace it") from None
+        os.replace(tmp, path)
+        return Path(path)
+    os.unlink(tmp)
     return Path(path)
 
 
@@ -69,7 +85,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True, suffix: str 
     tmp = new_temp(path, suffix)
     try:
         yield tmp
-        publish(tmp, path)
+        publish(tmp, path, overwrite=overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
