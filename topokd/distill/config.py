@@ -224,9 +224,9 @@ def _check_views(student: "StudentSpec") -> None:
     if student.train.mixup_alpha > 0:
         mixing.append("train.mixup_alpha")
     if mixing:
-        raise ConfigError(f"student.teachers: teacher {clean[0]!r} has view 'clean', but {mixing[0]} mixes the "
-                          "student's windows, so the clean window is not the one the student learns from; use "
-                          "view 'student' with mixup")
+        from .distiller import clean_view_refusal
+
+        raise ConfigError(f"student.teachers: {clean_view_refusal(clean[0], mixing[0])}")
 
 
 def _check_augment(name, where: str) -> None:

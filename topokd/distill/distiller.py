@@ -60,6 +60,12 @@ from .trainer import Batch, model_input
 #: What a teacher sees: the student's (augmented) batch, or the clean windows.
 VIEWS = ("student", "clean")
 
+
+def clean_view_refusal(teacher: str, mixing: str) -> str:
+    """Why teacher ``teacher`` with ``view: clean`` cannot go with ``mixing`` (a mixup)."""
+    return (f"teacher {teacher!r} has view 'clean', but {mixing} mixes the student's windows, so the clean window "
+            "is not the one the student learns from; use view 'student' with mixup")
+
 #: Distiller-level options of a loss entry (not passed to the loss).
 LOSS_OPTIONS = ("weight", "teachers", "stages", "paraphraser_epochs")
 
@@ -187,9 +193,7 @@ class Distiller(nn.Module):
             raw_terms.append((name, weight, entry.inputs, params, index, stages, options))
         clean = [t.name for t in self.teachers if t.view == "clean"]
         if clean and self.transform is not None:
-            raise ValueError(f"teacher {clean[0]!r} has view 'clean', but {self.transform[0]} mixes the student's "
-                             "windows, so the clean window is not the one the student learns from; use view "
-                             "'student' with mixup")
+            raise ValueError(clean_view_refusal(clean[0], self.transform[0]))
         s_layers = [n for n in getattr(student, "feature_layers", ()) if not n.startswith("pi_backbone.")]
         self.student_layers = s_layers
         needs_features = any(term[2] in ("features", "relations", "views") for term in raw_terms)
