@@ -55,7 +55,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _harness import T0, command_line, log, loadavg, md_table, now_iso  # noqa: E402
+from _harness import T0, command_line, limit_threads, log, loadavg, md_table, now_iso  # noqa: E402
 from _harness import machine_info as _base_machine_info  # noqa: E402
 from _harness import versions_line, write_results  # noqa: E402
 
@@ -137,12 +137,12 @@ def student_raw(args, base: dict, teachers, losses, augment: str | None, tag: st
 
 
 # ---------------------------------------------------------------------------
-# jobs (each in a worker process, one torch thread)
+# jobs (each in a worker process, one torch and numba thread)
 # ---------------------------------------------------------------------------
 def _init_worker(threads: int) -> None:
     import torch
 
-    torch.set_num_threads(threads)
+    limit_threads(threads)  # torch and numba: jobs side by side must not oversubscribe the cores
     torch.set_num_interop_threads(1)
 
 
@@ -283,7 +283,7 @@ def render(res: dict) -> str:
     L = ["# topokd: topological knowledge distillation on UCI HAPT", ""]
     L += [f"- command: `{res['command']}`", f"- date: {res['date']}  (script wall time {res['wall_s']:.0f} s = "
           f"{res['wall_s'] / 60:.1f} min)", f"- machine: {res['machine']['cpu_model']}, {res['machine']['nproc']} CPUs; "
-          f"{res['settings']['jobs']} job(s) side by side, torch threads {res['settings']['threads']} each; load "
+          f"{res['settings']['jobs']} job(s) side by side, torch and numba threads {res['settings']['threads']} each; load "
           f"average at start {res['load_start']}", res["versions"]]
     t = res["teachers"]["signal"]
     L += [f"- data: {t['description']}; train / val / test = {t['sizes']['train']} / {t['sizes']['val']} / "
@@ -353,7 +353,7 @@ def parse_args(argv=None):
     p.add_argument("--fusion-signal", default="wrn16-1")
     p.add_argument("--fusion-pi", default="wrn16-1")
     p.add_argument("--jobs", type=int, default=2, help="training jobs side by side (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch and numba threads per job (default 1)")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--name", help="results file name (default distill-hapt, or distill-hapt-quick)")

@@ -103,6 +103,35 @@ def test_pi_teachers_see_the_pis_of_the_augmented_window(trained):
     np.testing.assert_array_equal(online_pis(cfg)(plain.signal).numpy(), plain.pi.numpy())
 
 
+def test_online_pis_use_no_more_numba_threads_than_torch_and_restore_them():
+    import numba
+
+    from topokd.distill.trainer import OnlinePIs
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has a single thread here: nothing to limit")
+    engine = topokd.SignalPersistenceImages("standard-signal", resolution=8)
+    during = []
+
+    class Recording:  # the real transformer, recording numba's threads while it runs
+        def transform(self, windows):
+            during.append(numba.get_num_threads())
+            return engine.transform(windows)
+
+    signal = torch.randn(4, 3, 32)
+    torch_before, numba_before = torch.get_num_threads(), numba.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        numba.set_num_threads(2)
+        pis = OnlinePIs(Recording())(signal)
+        assert during == [1] and numba.get_num_threads() == 2
+        np.testing.assert_array_equal(pis.numpy(), topokd.signal_pis(signal.transpose(1, 2).numpy().astype(np.float64),
+                                                                     "standard-signal", resolution=8))
+    finally:
+        torch.set_num_threads(torch_before)
+        numba.set_num_threads(numba_before)
+
+
 def test_a_clean_view_teacher_sees_the_unaugmented_window_and_its_precomputed_pis(trained):
     tmp, splits = trained
     cfg = parse_config(config(tmp))
