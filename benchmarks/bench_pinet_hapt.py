@@ -109,6 +109,7 @@ CONFIGS = {
     "adamw-onthefly": ("adamw, on-the-fly augmented targets", dict(optimizer="adamw"), True),
     "reference": ("reference (authors' script), precomputed PIs", dict(optimizer="reference"), False),
     "conv-onthefly": ("adamw, on-the-fly, conv head", dict(optimizer="adamw", head_type="conv"), True),
+    "pearson-onthefly": ("adamw, on-the-fly, MSE + (1 - Pearson)", dict(optimizer="adamw", pearson_weight=1.0), True),
 }
 
 

@@ -59,6 +59,9 @@ def add_parser(sub) -> None:
     train.add_argument("--epochs", type=int, default=100, help="training epochs")
     train.add_argument("--batch-size", type=int, default=128, help="samples per batch")
     train.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
+    train.add_argument("--pearson-weight", type=float, default=0.0,
+                       help="add this weight x (1 - mean per-image Pearson correlation) to the MSE (default 0: "
+                            "MSE only, as the authors)")
     train.add_argument("--val-fraction", type=float, default=0.1,
                        help="held-out share for validation and early stopping")
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs")
@@ -226,7 +229,8 @@ def run(args) -> int:
                     head_type=args.head_type, head_rank=args.head_rank, augment=_augmentation(args, groups),
                     samples_per_epoch=args.samples_per_epoch,
                     optimizer=args.optimizer, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    val_fraction=args.val_fraction, patience=args.patience, device=args.device, seed=args.seed,
+                    pearson_weight=args.pearson_weight, val_fraction=args.val_fraction, patience=args.patience,
+                    device=args.device, seed=args.seed,
                     cache_dir=args.cache_dir, checkpoint=args.checkpoint, progress=not args.quiet)
         started = time.perf_counter()
         est.fit(X, Y, resume=args.resume)

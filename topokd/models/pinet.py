@@ -338,14 +338,16 @@ class ImagePINet(nn.Module):
         decoder's forward + backward for a batch of 32 takes ~0.05 s instead
         of ~2.6 s (``ConvTranspose2d``) or ~1 s (direct convolution) — it was
         most of the network's training time.  Computed in float32 (cuFFT has no
-        half precision for these sizes), also under autocast.
+        half precision for these sizes), also under autocast; float64 inputs
+        stay float64.
         """
         r = self.resolution
         n, start = 2 * r - 1, (r - 1) // 2
-        weight = self.decoder.weight.float()  # (1, c, R, R)
-        spectrum = torch.fft.rfft2(z.float(), s=(n, n)) * torch.fft.rfft2(weight, s=(n, n))  # (B, c, n, n//2+1)
+        dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
+        weight = self.decoder.weight.to(dtype)  # (1, c, R, R)
+        spectrum = torch.fft.rfft2(z.to(dtype), s=(n, n)) * torch.fft.rfft2(weight, s=(n, n))  # (B, c, n, n//2+1)
         full = torch.fft.irfft2(spectrum, s=(n, n))
-        return full[..., start:start + r, start:start + r] + self.decoder.bias.float().view(1, -1, 1, 1)
+        return full[..., start:start + r, start:start + r] + self.decoder.bias.to(dtype).view(1, -1, 1, 1)
 
 
 register_model("signal-pinet", SignalPINet, dims=None)
