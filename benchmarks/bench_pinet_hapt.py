@@ -80,7 +80,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3)")
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of training users held out for validation")
     p.add_argument("--configs", default="adamw,adamw-onthefly,reference,conv-onthefly",
-                   help="configurations to run (default all four)")
+                   help=f"configurations to run, of {', '.join(CONFIGS)} (default the first four)")
     p.add_argument("--train-windows", type=int, help="subsample the training users' windows (default all; quick 2000)")
     p.add_argument("--test-windows", type=int, help="subsample the test users' windows (default all; quick 600)")
     p.add_argument("--transfer-epochs", type=int, help="epochs of FA / FS fine-tuning and of the BasicMotions-only "
@@ -88,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument("--device", help="training device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="torch and numba threads (default: theirs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the networks, splits and classifier")
+    p.add_argument("--pearson-weight", type=float, default=1.0,
+                   help="pearson_weight of the pearson-onthefly config (default 1.0)")
     args = p.parse_args(argv)
     q = args.quick
     args.name = args.name or ("pinet-hapt-quick" if q else "pinet-hapt")
@@ -109,7 +111,8 @@ CONFIGS = {
     "adamw-onthefly": ("adamw, on-the-fly augmented targets", dict(optimizer="adamw"), True),
     "reference": ("reference (authors' script), precomputed PIs", dict(optimizer="reference"), False),
     "conv-onthefly": ("adamw, on-the-fly, conv head", dict(optimizer="adamw", head_type="conv"), True),
-    "pearson-onthefly": ("adamw, on-the-fly, MSE + (1 - Pearson)", dict(optimizer="adamw", pearson_weight=1.0), True),
+    "pearson-onthefly": ("adamw, on-the-fly, MSE + w (1 - Pearson) (w: --pearson-weight)",
+                         dict(optimizer="adamw", pearson_weight=1.0), True),
 }
 
 
@@ -142,6 +145,9 @@ def classify(F_tr, y_tr, F_te, y_te, seed: int, scale_from=None) -> float:
 def make_pinet(args, extra: dict, onthefly: bool, n_train: int, device, epochs=None):
     from topokd.distill.augment import ChannelPermutation, Compose, SurrogateMix
     from topokd.pinet import PINet
+
+    if "pearson_weight" in extra:
+        extra = {**extra, "pearson_weight": args.pearson_weight}
 
     augment = Compose([SurrogateMix(), ChannelPermutation(CHANNEL_GROUPS)]) if onthefly else None
     return PINet("signal", widths=args.widths, epochs=epochs or args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -263,7 +269,7 @@ def main(argv=None) -> int:
                     "val_users": sorted(int(u) for u in np.unique(g_all[held])),
                     "test_users": sorted(int(u) for u in np.unique(g_te))},
            "training": {"widths": list(args.widths), "epochs": args.epochs, "batch_size": args.batch_size,
-                        "lr": args.lr, "channel_groups": CHANNEL_GROUPS},
+                        "lr": args.lr, "channel_groups": CHANNEL_GROUPS, "pearson_weight": args.pearson_weight},
            "exact": {"train_windows_per_s": len(X_tr) / exact_train_s, "test_windows_per_s": len(X_te) / exact_test_s},
            "baseline_mean": base, "quality": quality, "best": best, "downstream": down, "transfer": transfer,
            "verdicts": verdicts, "notes": notes}
@@ -285,7 +291,9 @@ def render_markdown(res: dict) -> str:
          f"{d['train_users']}, validation {d['val'][0]} windows of users {d['val_users']} (held-out training "
          f"users), test {d['test'][0]} windows of users {d['test_users']}",
          f"- PI-Net: widths {tuple(t['widths'])}, batch {t['batch_size']}, lr {t['lr']:g}, {t['epochs']} epochs of "
-         "the training-window count per configuration; targets: exact PIs of `standard-signal` (6 x 50 x 50)",
+         "the training-window count per configuration; targets: exact PIs of `standard-signal` (6 x 50 x 50)"
+         + (f"; pearson-onthefly: pearson_weight {t['pearson_weight']:g}" if "pearson-onthefly" in
+            [q["name"] for q in res["quality"]] else ""),
          "- on-the-fly: `Compose([SurrogateMix(), ChannelPermutation([(0, 1, 2), (3, 4, 5)])])` per batch, the "
          "targets computed by the exact engine on the augmented windows\n",
          "## Verdicts\n"]
