@@ -110,7 +110,8 @@ def render_markdown(res: dict) -> str:
     L.append(versions_line(m))
     L.append(f"- PI-Net: `PINet(kind=\"image\", preset=\"pinet-image\", optimizer=\"adamw\", widths={tuple(t['widths'])}, "
              f"head_type=\"{t['head_type']}\")`, {t['parameters']:,} parameters; epochs {t['epochs']}, batch "
-             f"{t['batch_size']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, patience {t['patience']}, "
+             f"{t['batch_size']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, "
+             f"pearson_weight {t.get('pearson_weight', 0.0):g}, patience {t['patience']}, "
              f"seed {t['seed']}; targets = exact `pinet-image` PIs of the patches, computed by the estimator "
              f"(the same computation, timed separately: {t['targets_s']:.2f} s for the train + val patches)")
     L.append(f"- data: **{t['n_train']} training patches** (`load_image_patches({t['n_train']}, split=\"train\", "
@@ -147,7 +148,7 @@ def render_markdown(res: dict) -> str:
     L.append("Training history (MSE in the estimator's units: targets divided by their RMS "
              f"{t['target_scale']:.4f}):\n")
     L += md_table(["epoch", "train MSE", "val MSE", "seconds"],
-                  ([r["epoch"], f"{r['train_loss']:.4f}", f"{r['val_mse']:.4f}" if "val_mse" in r else "",
+                  ([r["epoch"], f"{r['train_mse']:.4f}", f"{r['val_mse']:.4f}" if "val_mse" in r else "",
                     f"{r['seconds']:.0f}"] for r in h), "rrrr")
     L.append("")
     L.append(f"Kept: epoch {t['best_epoch']} (best validation MSE)."
@@ -195,6 +196,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=16, help="training batch (default 16)")
     p.add_argument("--lr", type=float, default=1e-3, help="initial learning rate (default 1e-3, cosine decay)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    p.add_argument("--pearson-weight", type=float, default=0.0,
+                   help="PINet pearson_weight: adds w (1 - mean per-image Pearson) to the MSE (default 0)")
     p.add_argument("--widths", default="128,256,512,1024", help="PI-Net widths (default: the reference)")
     p.add_argument("--head-type", default="dense", choices=("dense", "conv", "lowrank"),
                    help="PI-Net head (default dense, the reference; conv is no faster here, see the report)")
@@ -276,13 +279,14 @@ def main(argv=None) -> int:
     # -- training --------------------------------------------------------------
     est = PINet(kind="image", preset="pinet-image", optimizer="adamw", widths=args.widths, head_type=args.head_type,
                 epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                patience=args.patience, device=str(device), seed=args.seed, progress=False)
+                pearson_weight=args.pearson_weight, patience=args.patience, device=str(device), seed=args.seed, progress=False)
     log(f"training: {len(X_tr)} patches, {args.epochs} epochs, batch {args.batch_size}, head {args.head_type}, "
         f"validation on {len(X_val)} val patches")
     # Y=None: the estimator computes the exact pinet-image PIs itself (timed above separately as targets_s).
     _, fit_s = timed(lambda: est.fit(X_tr, X_val=X_val))
     hist = [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()} for r in est.history_]
-    best_epoch = hist[int(np.argmin([r.get("val_mse", r["train_loss"]) for r in hist]))]["epoch"]
+    # the epoch the estimator keeps: least validation MSE, or MSE + w (1 - Pearson) with pearson_weight
+    best_epoch = hist[int(np.argmin([r.get("val_objective", r.get("val_mse", r["train_mse"])) for r in hist]))]["epoch"]
     for r in hist:
         log(f"  epoch {r['epoch']}: train {r['train_loss']:.4f}, val {r.get('val_mse', float('nan')):.4f}, "
             f"{r['seconds']:.0f} s")
@@ -362,7 +366,7 @@ def main(argv=None) -> int:
                      "widths": list(args.widths), "head_type": args.head_type, "parameters": int(n_params),
                      "epochs": args.epochs, "epochs_run": len(hist), "best_epoch": int(best_epoch),
                      "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-                     "patience": args.patience, "seed": args.seed, "fit_s": fit_s, "targets_s": targets_s,
+                     "pearson_weight": args.pearson_weight, "patience": args.patience, "seed": args.seed, "fit_s": fit_s, "targets_s": targets_s,
                      "target_scale": float(est.target_scale_), "history": hist, "optimizer": "adamw"},
         "quality": {"n_test": int(len(imgs)), "fixture": fixture, "val": val},
         "speed": speed, "notes": notes,
