@@ -88,7 +88,8 @@ def history_summary(est) -> dict:
     h = est.history_
     vals = [r.get("val_mse", r["train_mse"]) for r in h]
     # the epoch the estimator keeps: least validation MSE, or MSE + w (1 - Pearson) with pearson_weight
-    best = int(np.argmin([r.get("val_objective", v) for r, v in zip(h, vals)]))
+    # (without validation data: least training loss, the Pearson term included)
+    best = int(np.argmin([r.get("val_objective", r.get("val_mse", r["train_loss"])) for r in h]))
     secs = [r["seconds"] for r in h]
     return {"epochs_run": len(h), "best_epoch": h[best]["epoch"], "best_val_mse_scaled": float(vals[best]),
             "final_train_mse_scaled": float(h[-1]["train_mse"]), "mean_epoch_s": float(np.mean(secs)),

@@ -151,7 +151,8 @@ def render_markdown(res: dict) -> str:
                   ([r["epoch"], f"{r['train_mse']:.4f}", f"{r['val_mse']:.4f}" if "val_mse" in r else "",
                     f"{r['seconds']:.0f}"] for r in h), "rrrr")
     L.append("")
-    L.append(f"Kept: epoch {t['best_epoch']} (best validation MSE)."
+    L.append(f"Kept: epoch {t['best_epoch']} (best validation "
+             f"{'MSE + w (1 - Pearson)' if t.get('pearson_weight') else 'MSE'})."
              + (" The validation MSE was still falling at the last epoch: this run is limited by its epoch "
                 "budget (`--epochs`, `--train-patches`), not by overfitting.\n"
                 if t["best_epoch"] == h[-1]["epoch"] and len(h) > 1 else "\n"))
@@ -288,7 +289,7 @@ def main(argv=None) -> int:
     # the epoch the estimator keeps: least validation MSE, or MSE + w (1 - Pearson) with pearson_weight
     best_epoch = hist[int(np.argmin([r.get("val_objective", r.get("val_mse", r["train_mse"])) for r in hist]))]["epoch"]
     for r in hist:
-        log(f"  epoch {r['epoch']}: train {r['train_loss']:.4f}, val {r.get('val_mse', float('nan')):.4f}, "
+        log(f"  epoch {r['epoch']}: train {r['train_mse']:.4f}, val {r.get('val_mse', float('nan')):.4f}, "
             f"{r['seconds']:.0f} s")
     n_params = sum(p.numel() for p in est.model_.parameters())
 

@@ -125,6 +125,10 @@ def test_online_pis_use_no_more_numba_threads_than_torch_and_restore_them():
         numba.set_num_threads(2)
         pis = OnlinePIs(Recording())(signal)
         assert during == [1] and numba.get_num_threads() == 2
+        torch.set_num_threads(2)
+        numba.set_num_threads(1)  # never more than numba's own setting
+        OnlinePIs(Recording())(signal)
+        assert during == [1, 1] and numba.get_num_threads() == 1
         np.testing.assert_array_equal(pis.numpy(), topokd.signal_pis(signal.transpose(1, 2).numpy().astype(np.float64),
                                                                      "standard-signal", resolution=8))
     finally:

@@ -160,6 +160,8 @@ def test_resume_continues_exactly(windows, tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.predict(X[200:]), whole.predict(X[200:]))
     with pytest.raises(CheckpointError, match="cannot resume"):
         small_estimator(epochs=6, checkpoint=ckpt, widths=(8, 8, 8, 8)).fit(X[:80], resume=True)
+    with pytest.raises(CheckpointError, match="'pearson_weight': 0.0.*'pearson_weight': 0.5"):
+        small_estimator(epochs=6, checkpoint=ckpt, pearson_weight=0.5).fit(X[:80], resume=True)
 
 
 def test_bad_checkpoints_raise_clear_errors(tmp_path):
@@ -288,6 +290,13 @@ def test_image_pearson_equals_numpy_corrcoef_and_its_gradient_is_right():
     x = torch.from_numpy(rng.random((2, 1, 4, 4))).requires_grad_(True)
     y = torch.from_numpy(rng.random((2, 1, 4, 4)))
     assert torch.autograd.gradcheck(lambda t: image_pearson(t, y)[0], (x,))
+    # a constant prediction (e.g. a saturated sigmoid head): r = 0 and finite gradients, no NaN
+    flat = torch.full((2, 1, 4, 4), 0.3, dtype=torch.float64, requires_grad=True)
+    r, _ = image_pearson(flat, y)
+    r.sum().backward()
+    assert torch.equal(r, torch.zeros(2, dtype=torch.float64)) and torch.isfinite(flat.grad).all()
+    with pytest.raises(ValueError, match="one shape"):
+        image_pearson(torch.zeros(2, 1, 4, 4), torch.zeros(1, 2, 4, 4))
 
 
 def test_pearson_weight_adds_the_term_monitors_it_and_round_trips(windows, tmp_path):
@@ -301,8 +310,9 @@ def test_pearson_weight_adds_the_term_monitors_it_and_round_trips(windows, tmp_p
     assert last["train_mse"] != plain.history_[-1]["train_mse"]  # the term changes the training
     assert "train_pearson_loss" in last and "train_pearson_loss" not in plain.history_[-1]
     assert last["val_objective"] == pytest.approx(last["val_mse"] + 0.5 * (1 - last["val_pearson"]))
-    # val_pearson is the benchmark's metric on the held-out windows (of the epoch kept: the best objective)
+    # the epoch kept is the one of the best objective, and val_pearson is pi_agreement's mean on it
     best = min(est.history_, key=lambda record: record["val_objective"])
+    assert est.best_score_ == best["val_objective"] and est.best_record_ == best
     assert best["val_pearson"] == pytest.approx(pi_agreement(est.predict(X[200:]), est.targets(X[200:]))["pearson"],
                                                 rel=1e-5)
     loaded = PINet.load(est.save(tmp_path / "p.safetensors"), progress=False)

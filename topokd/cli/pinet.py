@@ -244,7 +244,10 @@ def run(args) -> int:
         if args.optimizer == "reference":  # the last epoch is kept
             kept = f"last {split} MSE {last.get('val_mse', last.get('train_mse', float('nan'))):.4g}"
         else:
-            kept = f"best {split} MSE {est.best_score_ * est.target_scale_ ** 2:.4g}"
+            best = est.best_record_
+            kept = f"best {split} MSE {best.get(f'{split}_mse', float('nan')) * est.target_scale_ ** 2:.4g}"
+            if "val_pearson" in best:
+                kept += f", Pearson {best['val_pearson']:.3f}"
         print(f"trained {est.model_config_['name']} on {X.shape} in {time.perf_counter() - started:.1f} s "
               f"({len(est.history_)} epochs, {kept}) -> {out}")
         return 0

@@ -71,8 +71,10 @@ class OnlinePIs:
     ``seconds`` accumulates the time spent (for the cost report).
 
     The engine's numba kernels run with at most as many threads as torch
-    has (``torch.get_num_threads()``), so jobs that each limit torch to a
-    share of the cores do not oversubscribe them when they compute PIs: two
+    has (``torch.get_num_threads()``, and never more than numba's own
+    setting), so jobs that each limit torch to a share of the cores do not
+    oversubscribe them when they compute PIs (under ``torchrun``, whose
+    ranks get ``OMP_NUM_THREADS=1``, that is one thread per rank): two
     single-threaded jobs side by side on 2 cores, each letting numba use
     both, take 2.2x as long per batch (HAPT, 64 windows, 16x16: 8.8 vs
     4.1 ms).
@@ -91,7 +93,7 @@ class OnlinePIs:
         started = time.perf_counter()
         windows = signal.detach().to("cpu", torch.float32).transpose(1, 2).numpy()
         before = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), before)))
         try:
             pis = self.transformer.transform(windows)
         finally:

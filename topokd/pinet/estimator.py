@@ -43,7 +43,8 @@ initial weights) are not reproduced; the stage lengths scale with
 
 ``optimizer="adamw"`` (recommended) uses AdamW (decoupled ``weight_decay``)
 with cosine decay to 0, targets divided by their RMS (PIs are often ~1e-2;
-predictions are scaled back), and keeps the best epoch by validation MSE.
+predictions are scaled back), and keeps the best epoch by validation MSE
+(with ``pearson_weight``, MSE plus that weight times 1 - mean Pearson).
 Its network keeps topokd's original layers (``pool_padding="symmetric"``,
 ``init="torch"``) unless ``pool_padding`` / ``init`` say otherwise: the
 recommended mode's published numbers were measured with them, and we have
@@ -173,13 +174,18 @@ class PINet(ParamsMixin):
     pearson_weight : float, default 0.0
         Adds ``pearson_weight * (1 - r)`` to the MSE, where ``r`` is the mean
         over the batch's (window, channel) images of the Pearson correlation
-        between predicted and exact PI (:func:`image_pearson`; images whose
-        exact PI is constant are left out, as in :func:`pi_agreement`).  The
-        MSE weighs heavy images (many long bars) most, the benchmark's
-        Pearson weighs every image alike; this term trains for the latter.
-        With it the best epoch is the one of least validation MSE +
-        ``pearson_weight * (1 - r)``.  Not in the authors' script (MSE only):
-        0 reproduces it.
+        between predicted and exact PI (:func:`image_pearson`: images whose
+        exact PI is constant are left out; a constant prediction counts as
+        ``r = 0``, where :func:`pi_agreement` leaves it out).  The MSE weighs
+        heavy images (many long bars) most, the mean Pearson weighs every
+        image alike; this term trains for the latter.  The MSE is in training
+        units (targets of unit RMS with ``"adamw"``, raw PIs of ~1e-2 with
+        ``"reference"``, where a weight near 1 dwarfs it).  With it, early
+        stopping, ``best_score_`` and the ``"adamw"`` best epoch use the
+        validation MSE + ``pearson_weight * (1 - r)`` (``val_objective`` in
+        ``history_``, with ``val_pearson``).  ``fine_tune`` trains with the
+        same weight (a loaded model keeps the stored one).  Not in the
+        authors' script (MSE only): 0 reproduces it.
     val_fraction : float, default 0.1
         Held-out share of the training data for validation and early
         stopping (ignored when ``fit`` gets validation data).
@@ -197,8 +203,9 @@ class PINet(ParamsMixin):
         ``augment`` an epoch of more samples than windows sees new
         augmentations, not repeats.
     patience : int, optional
-        Stop after this many epochs without a better validation MSE (in the
-        reference mode the last epoch run is still the one kept).
+        Stop after this many epochs without a better validation MSE (the
+        objective with ``pearson_weight``; in the reference mode the last
+        epoch run is still the one kept).
     device : str, optional
         Default CUDA when available, else CPU.
     amp : bool, default True
@@ -226,8 +233,11 @@ class PINet(ParamsMixin):
         The RMS the targets were divided by in training (1.0 in the
         reference mode: raw targets).
     best_score_ : float
-        Best monitored validation MSE, in those scaled units (the reference
-        mode keeps the last epoch; this is still the best one seen).
+        Best monitored validation MSE, in those scaled units, or the
+        objective with ``pearson_weight`` (the reference mode keeps the last
+        epoch; this is still the best one seen).
+    best_record_ : dict
+        That epoch's record of ``history_``.
     """
 
     def __init__(self, kind: str = "signal", *, preset: str | None = None, pi_params: dict | None = None,
@@ -546,10 +556,10 @@ class PINet(ParamsMixin):
             xb, yb = batch
             pred = model(xb)
             losses = {"mse": nn.functional.mse_loss(pred, yb)}
-            if pearson_weight > 0:
+            if pearson_weight > 0:  # every batch logs the term (no host sync, the same terms on every rank)
                 r, valid = image_pearson(pred.float(), yb.float())
-                if valid.any():
-                    losses["pearson_loss"] = pearson_weight * (1.0 - r[valid].mean())
+                mean_r = (r * valid).sum() / valid.sum().clamp_min(1)
+                losses["pearson_loss"] = pearson_weight * (1.0 - mean_r)
             return losses
 
         validate, monitor = None, Monitor("train_loss", better="min")
@@ -576,6 +586,7 @@ class PINet(ParamsMixin):
             progress=bool(self.progress), desc="PI-Net", postfix=self._progress_units,
             nan_hint="lower lr or use optimizer='reference'")
         self.best_score_ = result.best_record[monitor.key] if result.best_record else math.inf
+        self.best_record_ = dict(result.best_record or {})
         return result
 
     def _batches(self, module, X, Y, augment, device):
@@ -604,11 +615,13 @@ class PINet(ParamsMixin):
         from ..checkpoint import read_metadata
 
         training = read_metadata(self.checkpoint).get("training") or {}
-        want = {"optimizer": self.optimizer, "schedule": MODE_SCHEDULE[self.optimizer]}
+        want = {"optimizer": self.optimizer, "schedule": MODE_SCHEDULE[self.optimizer],
+                "pearson_weight": float(self.pearson_weight)}
         got = {k: training.get(k) for k in want}
+        got["pearson_weight"] = float(got["pearson_weight"] or 0.0)  # a state from before the option: MSE only
         if got != want:
             raise CheckpointError(f"cannot resume from {self.checkpoint}: it was trained with {got}, this run "
-                                  f"uses {want} (a state from another mode, or from a topokd whose "
+                                  f"uses {want} (a state from another mode or loss, or from a topokd whose "
                                   "reference mode differed); start without resume or use another checkpoint")
 
     def _progress_units(self, record: dict) -> dict:
@@ -848,15 +861,21 @@ def image_pearson(pred: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor
     ``pred``: ``r = <a - mean a, b - mean b> / (|a - mean a| |b - mean b|)``
     over the R x R pixels.  Returns ``(r, valid)`` of shape ``(N * C,)``:
     ``valid`` is False where the exact image is constant (no correlation;
-    its ``r`` is 0); a constant prediction gets ``r = 0``."""
+    its ``r`` is 0).  A constant prediction gets ``r = 0`` and no gradient
+    from ``r`` (its correlation is undefined; :func:`pi_agreement` leaves
+    such images out of its mean instead)."""
+    if pred.shape != exact.shape or pred.ndim < 2:
+        raise ValueError(f"image_pearson needs two (..., R, R) tensors of one shape, got {tuple(pred.shape)} and "
+                         f"{tuple(exact.shape)}")
     a = pred.reshape(-1, pred.shape[-2] * pred.shape[-1])
     b = exact.reshape(a.shape)
     a0, b0 = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    b_norm = b0.square().sum(1).sqrt()
-    valid = b_norm > 0
-    a_norm = a0.square().sum(1).sqrt()
-    den = (a_norm * b_norm).clamp_min(torch.finfo(a.dtype).tiny)
-    return torch.where(valid, (a0 * b0).sum(1) / den, torch.zeros_like(den)), valid
+    a_ss, b_ss = a0.square().sum(1), b0.square().sum(1)
+    valid, defined = b_ss > 0, (a_ss > 0) & (b_ss > 0)
+    one = torch.ones_like(a_ss)
+    # sqrt of 1 where undefined, so the branch torch.where drops has finite gradients (no 0/0 from sqrt at 0)
+    den = torch.where(defined, a_ss, one).sqrt() * torch.where(defined, b_ss, one).sqrt()
+    return torch.where(defined, (a0 * b0).sum(1) / den, torch.zeros_like(den)), valid
 
 
 def pi_agreement(pred: np.ndarray, exact: np.ndarray) -> dict:
