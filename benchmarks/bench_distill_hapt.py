@@ -452,7 +452,9 @@ def main(argv=None) -> int:
     pi_cost = ("no run computed PIs on the fly" if not pis else
                f"PI-teacher students with view `student` ({', '.join(sorted({r['tag'] for r in online}))}) "
                f"computed the PIs of every augmented batch with the exact engine: "
-               f"{100 * np.mean([a / b for a, b in pis]):.1f} % of their training time on average "
+               f"{100 * np.mean([a / b for a, b in pis]):.1f} % of their run time on average (the whole distill "
+               f"call: training epochs with their validation and checkpoints; of the training steps alone a "
+               f"little more) "
                f"(max {100 * max(a / b for a, b in pis):.1f} %; target < 10 %), over {len(pis)} runs.")
     res = {"command": command_line(argv), "date": now_iso(), "wall_s": time.perf_counter() - T0,
            "machine": _base_machine_info(["torch", "numba", "aeon"]), "load_start": load_start,
