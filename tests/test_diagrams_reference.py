@@ -228,6 +228,24 @@ def test_path_pairs_batch_matches_per_row_gudhi(signals):
         _assert_same(pairs[s, : counts[s]], gudhi_diagram(row, 0), f"row {s}: {row.tolist()}")
 
 
+@pytest.mark.parametrize("length", [60, 3000, 9000])
+def test_both_sorts_of_argsort_values_match_gudhi(length):
+    """Short windows sort their extrema with numba's quicksort, long ones
+    (>= RADIX_MIN_LENGTH extrema) with the radix sort: both against gudhi,
+    with heavy ties, and the order itself against a sorted check."""
+    from topokd.tda._diagram_kernels import RADIX_MIN_LENGTH, argsort_values
+
+    rng = np.random.default_rng(length)
+    noisy = rng.standard_normal(length)
+    tied = np.round(noisy * 2) / 2
+    for row in (noisy, tied, -np.abs(noisy)):
+        order = argsort_values(row)
+        assert sorted(order.tolist()) == list(range(length)) and np.all(np.diff(row[order]) >= 0)
+        pairs, counts = path_pairs(np.ascontiguousarray(row[None]))
+        _assert_same(pairs[0, : counts[0]], gudhi_diagram(row, 0), f"length {length}")
+    assert (length < RADIX_MIN_LENGTH) == (length == 60)  # argsort_values(row) took each path once
+
+
 def test_path_pairs_random_batch_matches_gudhi_and_ripser():
     rng = np.random.default_rng(1234)
     signals = rng.standard_normal((64, 200)).astype(np.float32).astype(np.float64)
