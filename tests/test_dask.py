@@ -108,6 +108,19 @@ def test_images_on_the_cluster_equal_numpy(client, mode):
         assert np.array_equal(lazy.compute(), ref)
 
 
+def test_pi_arrays_of_one_chunk_grid_have_their_own_task_keys(client):
+    """A fixed key prefix let the scheduler hand one array's cached chunks to another (CI: 28 samples of
+    the previous array for 30); each lazy PI array is named after its input and parameters."""
+    a = topokd.signal_pis(da.from_array(SIGNALS, chunks=30), resolution=8)
+    b = topokd.signal_pis(da.from_array(SIGNALS[::-1].copy(), chunks=30), resolution=8)
+    c = topokd.signal_pis(da.from_array(SIGNALS, chunks=30), resolution=9)
+    assert len({a.name, b.name, c.name}) == 3 and a.name.startswith("topokd-pis-")
+    assert topokd.signal_pis(da.from_array(SIGNALS, chunks=30), resolution=8).name == a.name  # deterministic
+    first = client.persist(a)  # a's chunks held by the cluster while b is computed
+    assert np.array_equal(b.compute(), topokd.signal_pis(SIGNALS[::-1].copy(), resolution=8))
+    assert np.array_equal(first.compute(), topokd.signal_pis(SIGNALS, resolution=8))
+
+
 @pytest.mark.parametrize("case", ["signal", "flatten", "cubical"])
 def test_threaded_scheduler_without_a_client_equals_numpy(case):
     from topokd.tda.distributed import _active_client

@@ -101,9 +101,15 @@ def dask_pis(transformer, X, tail: tuple[int, ...], *, out=None, chunk_size: int
     cls = type(transformer)
     params = transformer.get_params()
     new_axis = list(range(X.ndim, 1 + len(tail))) or None
+    from dask.base import tokenize
+
+    # The key prefix must name this computation: with one fixed name, two PI arrays of the same
+    # chunk grid share task keys, and a distributed scheduler that still holds the first one's
+    # results hands them out for the second (seen: 28 samples of another array for 30).
+    name = f"topokd-pis-{tokenize(X, cls.__name__, params, dtype.str, factor, int(index_offset), tail)}"
     return X.map_blocks(_pis_block, cls, params, dtype, factor, starts, int(index_offset),
                         chunks=(X.chunks[0], *((n,) for n in tail)), new_axis=new_axis, dtype=dtype,
-                        meta=np.empty((0,) * (1 + len(tail)), dtype=dtype), name="topokd-pis")
+                        meta=np.empty((0,) * (1 + len(tail)), dtype=dtype), name=name)
 
 
 # --------------------------------------------------------------------------- Zarr store
