@@ -286,8 +286,7 @@ def main(argv=None) -> int:
     # Y=None: the estimator computes the exact pinet-image PIs itself (timed above separately as targets_s).
     _, fit_s = timed(lambda: est.fit(X_tr, X_val=X_val))
     hist = [{k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in r.items()} for r in est.history_]
-    # the epoch the estimator keeps: least validation MSE, or MSE + w (1 - Pearson) with pearson_weight
-    best_epoch = hist[int(np.argmin([r.get("val_objective", r.get("val_mse", r["train_mse"])) for r in hist]))]["epoch"]
+    best_epoch = est.best_record_["epoch"]  # the epoch the estimator kept (its validation objective)
     for r in hist:
         log(f"  epoch {r['epoch']}: train {r['train_mse']:.4f}, val {r.get('val_mse', float('nan')):.4f}, "
             f"{r['seconds']:.0f} s")

@@ -557,9 +557,7 @@ class PINet(ParamsMixin):
             pred = model(xb)
             losses = {"mse": nn.functional.mse_loss(pred, yb)}
             if pearson_weight > 0:  # every batch logs the term (no host sync, the same terms on every rank)
-                r, valid = image_pearson(pred.float(), yb.float())
-                mean_r = (r * valid).sum() / valid.sum().clamp_min(1)
-                losses["pearson_loss"] = pearson_weight * (1.0 - mean_r)
+                losses["pearson_loss"] = pearson_weight * (1.0 - _mean_pearson(pred.float(), yb.float()))
             return losses
 
         validate, monitor = None, Monitor("train_loss", better="min")
@@ -571,8 +569,7 @@ class PINet(ParamsMixin):
                 pred = self._forward(self.model_, val_inputs)
                 record = {"val_mse": float(((pred - val_targets) ** 2).mean())}
                 if pearson_weight > 0:
-                    r, valid = image_pearson(pred.double(), val_targets.double())
-                    record["val_pearson"] = float(r[valid].mean()) if valid.any() else 0.0
+                    record["val_pearson"] = float(_mean_pearson(pred.double(), val_targets.double()))
                     record["val_objective"] = record["val_mse"] + pearson_weight * (1.0 - record["val_pearson"])
                 return record
 
@@ -876,6 +873,13 @@ def image_pearson(pred: torch.Tensor, exact: torch.Tensor) -> tuple[torch.Tensor
     # sqrt of 1 where undefined, so the branch torch.where drops has finite gradients (no 0/0 from sqrt at 0)
     den = torch.where(defined, a_ss, one).sqrt() * torch.where(defined, b_ss, one).sqrt()
     return torch.where(defined, (a0 * b0).sum(1) / den, torch.zeros_like(den)), valid
+
+
+def _mean_pearson(pred: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """The mean of :func:`image_pearson` over the images with a non-constant
+    exact PI (0 when there is none), as a tensor, without a host sync."""
+    r, valid = image_pearson(pred, exact)
+    return (r * valid).sum() / valid.sum().clamp_min(1)
 
 
 def pi_agreement(pred: np.ndarray, exact: np.ndarray) -> dict:
